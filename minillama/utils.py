@@ -1,0 +1,65 @@
+"""Small shared helpers: smoke mode, progress bars, thread settings, seeding, and where course data lives."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _flag(name: str, default: str = "0") -> bool:
+    return os.environ.get(name, default).strip().lower() not in ("", "0", "false", "no", "off")
+
+
+#: Smoke mode: notebooks and demos use tiny sizes so CI can execute them all in minutes (`MINILLAMA_SMOKE=1`).
+SMOKE: bool = _flag("MINILLAMA_SMOKE")
+
+
+def smoke(full, small):
+    """`small` in smoke mode, else `full`: `steps = smoke(2000, 20)`."""
+    return small if _flag("MINILLAMA_SMOKE") else full
+
+
+def progress_enabled() -> bool:
+    """Progress bars are on unless `MINILLAMA_PROGRESS=0` or `CI` is set (tqdm's own TQDM_DISABLE is ignored
+    inside notebooks, so the library decides)."""
+    if "MINILLAMA_PROGRESS" in os.environ:
+        return _flag("MINILLAMA_PROGRESS")
+    return not _flag("CI")
+
+
+def progress(iterable=None, **kwargs):
+    """`tqdm.auto.tqdm` that respects `progress_enabled()`."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", not progress_enabled())
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use `n` torch threads (default: `MINILLAMA_THREADS`, else 1). One thread is steady on a shared 2-core box."""
+    n = n or int(os.environ.get("MINILLAMA_THREADS", "1"))
+    torch.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def repo_root() -> Path:
+    """The repository checkout this package was installed from (editable install)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def assets_dir() -> Path:
+    """Files shipped with the package (tiny tokenizer and checkpoint, golden outputs)."""
+    return Path(__file__).resolve().parent / "assets"
