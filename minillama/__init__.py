@@ -5,14 +5,12 @@ Public names: `ModelArgs` (with `ModelArgs.from_preset`), `Transformer`, `genera
 
 from minillama.config import PRESETS, ModelArgs, RopeScaling
 from minillama.model import Transformer
+from minillama.generate import generate  # the function; the module stays importable as `from minillama.generate import ...`
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):  # import the heavier layers only when used
-    if name == "generate":
-        from minillama.generate import generate
-        return generate
     if name in ("load_hf", "save_hf", "load_checkpoint", "save_checkpoint"):
         from minillama import checkpoint
         return getattr(checkpoint, name)
