@@ -1,0 +1,234 @@
+"""A real corpus from what every Python install already has, with provenance (paper §3.1).
+
+Llama 3's pre-training data starts as web documents with a source, a licence and a size; every later step of §3.1
+(cleaning, de-duplication, heuristic and model-based filters, the mix) works on such documents. No dataset may be
+downloaded here, so the course's corpus is built from the installed standard library:
+
+* **code**: the `.py` source files under the standard library folder (``Lib/``), one document per file, source
+  ``"python-stdlib"``. ``site-packages``/``dist-packages`` (third-party code, other licences) are never read.
+  Test folders (``test/``, ``tests/``, ``idle_test/``) are *excluded by default*: they are 60% of the bytes, full
+  of deliberately odd code (bad encodings, syntax errors, huge generated literals) and would swamp the model's idea
+  of ordinary Python. Pass ``include_tests=True`` to read them, e.g. to give the dedup steps more to find.
+  ``pydoc_data/topics.py`` is skipped as code because it is the prose below stored in a Python dict.
+* **prose**: the interpreter's own reference documentation in ``pydoc_data.topics`` (what ``help("assert")``
+  prints), one document per topic, source ``"pydoc_data"``.
+
+Both are covered by the PSF License 2.0. Order is deterministic (code by relative path, then prose by topic), so
+every later step that is "deterministic for a seed" starts from the same list. A user's own files come in through
+`load_text_files`. Reading is cached: the ~12 MB (~31 MB with tests) of source is read from disk once per process.
+
+>>> docs = stdlib_corpus("prose")
+>>> docs[0].source, docs[0].licence
+('pydoc_data', 'PSF License 2.0')
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import sysconfig
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Document",
+    "PSF_LICENCE",
+    "TEXT_SUFFIXES",
+    "stdlib_dir",
+    "stdlib_corpus",
+    "load_text_files",
+    "corpus_summary",
+    "train_val_split",
+]
+
+PSF_LICENCE = "PSF License 2.0"
+#: File types `load_text_files` reads from a folder.
+TEXT_SUFFIXES = (".txt", ".md", ".py")
+#: Folder names skipped in the stdlib unless ``include_tests=True``.
+TEST_DIRS = frozenset({"test", "tests", "idle_test"})
+#: Folder names never read (third-party code, caches).
+SKIP_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
+KINDS = ("all", "code", "prose")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document with its provenance.
+
+    text:    the document's text (str).
+    source:  where it came from: ``"python-stdlib"``, ``"pydoc_data"``, ``"user"``, or a name you choose.
+    id:      a stable identifier: the path relative to its root, or ``"topic:<name>"`` for pydoc topics.
+    licence: a licence note (``"PSF License 2.0"`` for the stdlib).
+    kind:    ``"code"`` or ``"prose"`` (used by the data mix).
+    meta:    free-form extra facts (e.g. a quality score added by a later step).
+    """
+
+    text: str
+    source: str
+    id: str
+    licence: str = "unknown"
+    kind: str = "prose"
+    meta: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def bytes(self) -> int:
+        """Size of the text in UTF-8 bytes."""
+        return len(self.text.encode("utf-8"))
+
+    @property
+    def path(self) -> str:
+        """Alias of `id` (the relative path for files)."""
+        return self.id
+
+    def with_text(self, text: str) -> Document:
+        """A copy with new text and the same provenance (what a cleaning step returns)."""
+        return Document(text, self.source, self.id, self.licence, self.kind, dict(self.meta))
+
+
+def stdlib_dir() -> Path:
+    """The installed standard library folder (``Lib/``), e.g. ``/usr/lib/python3.11``."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+@functools.lru_cache(maxsize=4)
+def _read_stdlib_code(root: str, include_tests: bool) -> tuple[tuple[str, str], ...]:
+    """(relative path, text) of every stdlib `.py` file, sorted by path. Files that are not UTF-8 are skipped
+    (only a few deliberately mis-encoded test files are)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        skip = SKIP_DIRS | (frozenset() if include_tests else TEST_DIRS)
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        for name in sorted(filenames):
+            if not name.endswith(".py"):
+                continue
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            if rel.startswith("pydoc_data/"):
+                continue
+            try:
+                with open(full, "rb") as f:
+                    text = f.read().decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            out.append((rel, text))
+    out.sort()
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_pydoc_topics() -> tuple[tuple[str, str], ...]:
+    """(topic, text) of every `pydoc_data.topics` entry, sorted by topic."""
+    from pydoc_data.topics import topics
+
+    return tuple(sorted(topics.items()))
+
+
+def stdlib_corpus(
+    kind: str = "all",
+    limit_bytes: int | None = None,
+    seed: int = 0,
+    include_tests: bool = False,
+) -> list[Document]:
+    """The installed Python standard library as a list of Documents.
+
+    kind:          ``"code"`` (stdlib `.py` files), ``"prose"`` (pydoc topics) or ``"all"`` (code then prose).
+    limit_bytes:   if given, a random subset (drawn with `seed`) whose total UTF-8 size is at most this; documents
+                   are taken in a seeded shuffled order and skipped when they would overflow the budget. The result
+                   keeps the corpus order. Without a limit, `seed` is unused.
+    include_tests: also read the stdlib's test folders (see the module docstring).
+
+    Returns a new list each call (the file reads are cached); order: code by path, then prose by topic.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if limit_bytes is not None and limit_bytes < 0:
+        raise ValueError(f"limit_bytes must be >= 0 or None, got {limit_bytes}")
+    docs: list[Document] = []
+    if kind in ("all", "code"):
+        for rel, text in _read_stdlib_code(str(stdlib_dir()), include_tests):
+            docs.append(Document(text, "python-stdlib", rel, PSF_LICENCE, "code"))
+    if kind in ("all", "prose"):
+        for topic, text in _read_pydoc_topics():
+            docs.append(Document(text, "pydoc_data", f"topic:{topic}", PSF_LICENCE, "prose"))
+    if limit_bytes is not None:
+        docs = _subset_by_bytes(docs, limit_bytes, seed)
+    return docs
+
+
+def _subset_by_bytes(docs: Sequence[Document], limit_bytes: int, seed: int) -> list[Document]:
+    """A seeded random subset of `docs` with total bytes <= `limit_bytes`, in the original order."""
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    chosen, total = [], 0
+    for i in order:
+        size = docs[i].bytes
+        if total + size <= limit_bytes:
+            chosen.append(i)
+            total += size
+    return [docs[i] for i in sorted(chosen)]
+
+
+def load_text_files(path: str | os.PathLike, source: str = "user", licence: str = "user-supplied") -> list[Document]:
+    """Documents from a user's own file, or every .txt/.md/.py file under a folder (recursively, sorted by path).
+
+    One document per file; ``id`` is the path relative to the folder (the file name for a single file); ``kind`` is
+    ``"code"`` for `.py`, else ``"prose"``. Bytes that are not UTF-8 are replaced by U+FFFD rather than dropped.
+    Raises ValueError when the path does not exist or a folder holds no such files.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise ValueError(f"{str(root)!r} does not exist; pass a text file or a folder of {'/'.join(TEXT_SUFFIXES)} files")
+    if root.is_file():
+        files, base = [root], root.parent
+    else:
+        files = sorted(
+            p for p in root.rglob("*")
+            if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES and not (set(p.relative_to(root).parts) & SKIP_DIRS)
+        )
+        base = root
+        if not files:
+            raise ValueError(f"no {'/'.join(TEXT_SUFFIXES)} files under {str(root)!r}; point --data at a folder of text files")
+    docs = []
+    for p in files:
+        text = p.read_bytes().decode("utf-8", errors="replace")
+        kind = "code" if p.suffix.lower() == ".py" else "prose"
+        docs.append(Document(text, source, p.relative_to(base).as_posix(), licence, kind))
+    return docs
+
+
+def corpus_summary(docs: Iterable[Document]) -> dict:
+    """Counts and sizes: ``{"documents": n, "bytes": b, "by_source": {source: {"documents", "bytes"}},
+    "by_kind": {kind: {"documents", "bytes"}}}`` (dicts in first-seen order)."""
+    summary = {"documents": 0, "bytes": 0, "by_source": {}, "by_kind": {}}
+    for doc in docs:
+        size = doc.bytes
+        summary["documents"] += 1
+        summary["bytes"] += size
+        for key, value in (("by_source", doc.source), ("by_kind", doc.kind)):
+            entry = summary[key].setdefault(value, {"documents": 0, "bytes": 0})
+            entry["documents"] += 1
+            entry["bytes"] += size
+    return summary
+
+
+def train_val_split(docs: Sequence[Document], val_fraction: float = 0.05, seed: int = 0) -> tuple[list[Document], list[Document]]:
+    """Split by document: no document's text is in both halves.
+
+    Exactly ``round(len(docs) * val_fraction)`` documents (at least one when ``val_fraction > 0`` and there are at
+    least two documents) are drawn for validation with a seeded shuffle; both halves keep the input order.
+    Same (docs, val_fraction, seed) -> same split.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = len(docs)
+    n_val = round(n * val_fraction)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    val_idx = set(order[:n_val])
+    train = [d for i, d in enumerate(docs) if i not in val_idx]
+    val = [d for i, d in enumerate(docs) if i in val_idx]
+    return train, val
