@@ -83,3 +83,25 @@ def test_train_val_split_by_document(fraction):
         assert train_val_split(docs, fraction, seed=4)[1] != val
     with pytest.raises(ValueError):
         train_val_split(docs, 1.0)
+
+
+def test_split_keeps_repeated_copies_on_one_side():
+    """Up-sampled copies (same id) never straddle the split."""
+    docs = [Document(f"doc {i % 10}", "s", str(i % 10)) for i in range(40)]
+    train, val = train_val_split(docs, 0.3, seed=0)
+    assert len({d.id for d in val}) == 3
+    assert {d.id for d in train}.isdisjoint({d.id for d in val})
+
+
+def test_save_load_documents_roundtrip(tmp_path):
+    """Documents written as JSON lines read back identical; `load_corpus` resolves stdlib, jsonl and folders."""
+    from minillama.data.corpus import load_corpus, load_documents, save_documents
+
+    docs = stdlib_corpus("prose")[:5]
+    path = save_documents(docs, tmp_path / "docs.jsonl")
+    assert load_documents(path) == docs
+    assert load_corpus(path) == docs
+    assert load_corpus("stdlib:prose") == stdlib_corpus("prose")
+    (tmp_path / "bad.jsonl").write_text("{not json}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        load_documents(tmp_path / "bad.jsonl")

@@ -25,6 +25,7 @@ every later step that is "deterministic for a seed" starts from the same list. A
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import sysconfig
@@ -41,6 +42,9 @@ __all__ = [
     "load_text_files",
     "corpus_summary",
     "train_val_split",
+    "save_documents",
+    "load_documents",
+    "load_corpus",
 ]
 
 PSF_LICENCE = "PSF License 2.0"
@@ -214,21 +218,64 @@ def corpus_summary(docs: Iterable[Document]) -> dict:
 
 
 def train_val_split(docs: Sequence[Document], val_fraction: float = 0.05, seed: int = 0) -> tuple[list[Document], list[Document]]:
-    """Split by document: no document's text is in both halves.
+    """Split by document: no document is in both halves.
 
-    Exactly ``round(len(docs) * val_fraction)`` documents (at least one when ``val_fraction > 0`` and there are at
-    least two documents) are drawn for validation with a seeded shuffle; both halves keep the input order.
-    Same (docs, val_fraction, seed) -> same split.
+    The split is over distinct ``id`` values, so repeated copies of one document (e.g. after up-sampling in a data
+    mix) stay on one side. Exactly ``round(n_ids * val_fraction)`` ids (at least one when ``val_fraction > 0`` and
+    there are at least two ids) are drawn for validation with a seeded shuffle of the ids in first-seen order; both
+    halves keep the input order. Same (docs, val_fraction, seed) -> same split.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n = len(docs)
-    n_val = round(n * val_fraction)
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    val_idx = set(order[:n_val])
-    train = [d for i, d in enumerate(docs) if i not in val_idx]
-    val = [d for i, d in enumerate(docs) if i in val_idx]
+    ids = list(dict.fromkeys(d.id for d in docs))
+    n_val = round(len(ids) * val_fraction)
+    if val_fraction > 0 and len(ids) >= 2:
+        n_val = min(max(n_val, 1), len(ids) - 1)
+    random.Random(seed).shuffle(ids)
+    val_ids = set(ids[:n_val])
+    train = [d for d in docs if d.id not in val_ids]
+    val = [d for d in docs if d.id in val_ids]
     return train, val
+
+
+def save_documents(docs: Iterable[Document], path: str | os.PathLike) -> Path:
+    """Write documents as JSON lines (text, source, id, licence, kind, meta), atomically. Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for d in docs:
+            row = {"text": d.text, "source": d.source, "id": d.id, "licence": d.licence, "kind": d.kind, "meta": d.meta}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load_documents(path: str | os.PathLike) -> list[Document]:
+    """Read documents written by `save_documents` (a ``.jsonl`` file)."""
+    docs = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                docs.append(Document(row["text"], row["source"], row["id"], row.get("licence", "unknown"),
+                                     row.get("kind", "prose"), row.get("meta") or {}))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{line_no}: not a document row ({e}); expected JSON with text/source/id") from e
+    return docs
+
+
+def load_corpus(spec: str | os.PathLike = "stdlib", limit_bytes: int | None = None, seed: int = 0) -> list[Document]:
+    """Resolve a ``--data`` argument: ``"stdlib"``, ``"stdlib:code"``, ``"stdlib:prose"``, a ``.jsonl`` written by
+    `save_documents` (e.g. by ``minillama data build``), or a text file / folder (`load_text_files`)."""
+    spec_str = str(spec)
+    if spec_str == "stdlib" or spec_str.startswith("stdlib:"):
+        kind = spec_str.partition(":")[2] or "all"
+        return stdlib_corpus(kind, limit_bytes=limit_bytes, seed=seed)
+    if spec_str.endswith(".jsonl") and Path(spec_str).is_file():
+        docs = load_documents(spec_str)
+    else:
+        docs = load_text_files(spec_str)
+    return _subset_by_bytes(docs, limit_bytes, seed) if limit_bytes is not None else docs
