@@ -117,6 +117,9 @@ class Batch:
     labels: Tensor
     doc_ids: Tensor
 
+    def as_dict(self) -> dict:
+        return {"tokens": self.tokens, "labels": self.labels, "doc_ids": self.doc_ids}
+
     @property
     def n_targets(self) -> int:
         return int((self.labels != IGNORE_INDEX).sum())
@@ -212,6 +215,8 @@ def forward(model: Transformer, tokens: Tensor, doc_ids: Tensor | None = None) -
     return model.output(hidden_states(model, tokens, doc_ids)).float()
 
 
-def sft_loss(model: Transformer, batch: Batch) -> Tensor:
-    """Mean cross-entropy over the assistant tokens of a (packed) batch."""
+def sft_loss(model: Transformer, batch: Batch | dict) -> Tensor:
+    """Mean cross-entropy over the assistant tokens of a (packed) batch (a Batch or its `as_dict()`)."""
+    if isinstance(batch, dict):
+        batch = Batch(batch["tokens"], batch["labels"], batch["doc_ids"])
     return masked_cross_entropy(forward(model, batch.tokens, batch.doc_ids), batch.labels)
