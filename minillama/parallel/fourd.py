@@ -1,0 +1,172 @@
+"""Llama 3's 4D parallelism composed: one training step of a small Llama on a [TP, CP, PP, DP] mesh (§3.3.2).
+
+Every rank builds the same single-device `Transformer` (same seed), then cuts out its share:
+
+    1. PP  keeps the layers of its pipeline stage (the first stage owns the embedding, the last the output)
+    2. TP  splits each kept weight matrix over the TP group (`tp.apply_tp`)
+    3. CP  gives attention its K/V all-gather (`cp.apply_cp`); the rank keeps the tokens of chunks i, 2·CP−1−i
+    4. DP  FSDP (the paper's choice) or bucketed all-reduce (`dp.DataParallel`) over the ranks that hold the same
+           weights but see different tokens: the DP×CP group
+
+Data: the global batch `tokens` (B, S+1) is the same everywhere; DP rank d takes rows d·B/DP..; CP rank c takes
+its two chunks of the sequence. The loss is the sum of the token losses divided by the *global* token count
+B·S, so gradients are *summed* over DP×CP (never averaged twice).
+
+`train_step(sizes, args, tokens, ...)` runs inside each launched rank and returns this rank's loss, gradients and
+updated parameters, by single-device name (TP shards stay shards). `reference_step` is the same step on one
+device with the unmodified model; `compare` slices the reference like the rank's shards and returns the
+largest differences. `check(...)` does all of it on N processes (`python -m minillama.parallel.check`).
+
+Shapes: B global batch, S sequence, b = B/DP local batch, s = S/CP local tokens, v = V/TP local vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from minillama.config import ModelArgs
+from minillama.model import Transformer
+from minillama.parallel import cp as cp_mod
+from minillama.parallel.dp import DataParallel
+from minillama.parallel.fsdp import FullyShardedDataParallel
+from minillama.parallel.launch import launch
+from minillama.parallel.mesh import Mesh
+from minillama.parallel.tp import apply_tp, tp_slice, vocab_parallel_cross_entropy
+
+OPTIM = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # AdamW, Llama 3's betas (§3.4.1)
+
+
+def build_model(args: ModelArgs, seed: int = 0, dtype: torch.dtype = torch.float64) -> Transformer:
+    """The single-device model every rank starts from (same seed -> same weights on every rank)."""
+    return Transformer(args).init_weights(seed=seed).to(dtype)
+
+
+def reference_step(args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
+                   optim: dict | None = None) -> dict:
+    """One AdamW step on one device: {'loss', 'grads' {name: tensor}, 'params' {name: tensor}}."""
+    model = build_model(args, seed, dtype)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    logits = cp_mod.forward(model, inputs)  # = model(inputs) without its float32 cast (kept exact in float64)
+    loss = F.cross_entropy(rearrange(logits, "b s v -> (b s) v"), targets.reshape(-1))
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    torch.optim.AdamW(model.parameters(), **(optim or OPTIM)).step()
+    return {"loss": loss.item(), "grads": grads,
+            "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
+
+
+def local_batch(tokens: Tensor, mesh: Mesh) -> tuple[Tensor, Tensor, Tensor]:
+    """This rank's (inputs (b, s), targets (b, s), positions (s,)) from the global tokens (B, S+1)."""
+    if tokens.shape[0] % mesh.dp:
+        raise ValueError(f"global batch {tokens.shape[0]} must be divisible by DP={mesh.dp}")
+    rows = rearrange(tokens, "(d b) t -> d b t", d=mesh.dp)[mesh.dp_rank]
+    inputs, targets = rows[:, :-1], rows[:, 1:]
+    seq_len = inputs.shape[1]
+    positions = cp_mod.cp_positions(seq_len, mesh.cp_rank, mesh.cp)
+    return inputs[:, positions], targets[:, positions], positions
+
+
+def token_losses(logits: Tensor, targets: Tensor, mesh: Mesh) -> Tensor:
+    """Cross-entropy per token (b, s); from vocabulary-split logits when TP > 1."""
+    if mesh.tp > 1:
+        return vocab_parallel_cross_entropy(logits, targets, mesh.tp_group)
+    return F.cross_entropy(rearrange(logits, "b s v -> b v s"), targets, reduction="none")
+
+
+def shard_model(model: Transformer, mesh: Mesh, seq_len: int) -> Transformer:
+    """Steps 2–3: the TP shard of every weight, then context-parallel attention. In place."""
+    if mesh.tp > 1:
+        apply_tp(model, mesh.tp_group)
+    if mesh.cp > 1:
+        cp_mod.apply_cp(model, mesh.cp_group, seq_len)
+    return model
+
+
+def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
+               dp_mode: str = "fsdp", optim: dict | None = None, n_microbatches: int | None = None) -> dict:
+    """One training step of the model on this rank's share of the mesh `sizes` {'tp','cp','pp','dp'}.
+
+    Returns {'loss': global loss, 'grads', 'params': this rank's tensors by single-device name, 'coords'}.
+    """
+    if dp_mode not in ("fsdp", "ddp"):
+        raise ValueError(f"dp_mode must be 'fsdp' or 'ddp', got {dp_mode!r}")
+    mesh = Mesh(**sizes)
+    if mesh.pp > 1:
+        raise NotImplementedError("pipeline stages inside the 4D step: see minillama.parallel.pp")
+    model = shard_model(build_model(args, seed, dtype), mesh, tokens.shape[1] - 1)
+    inputs, targets, positions = local_batch(tokens, mesh)
+    n_tokens = targets.numel() * mesh.dp * mesh.cp  # global token count B·S
+    wrapper = None
+    if mesh.dp * mesh.cp > 1:
+        group = mesh.cp_dp_group  # same weights, different tokens
+        wrapper = FullyShardedDataParallel(model, group) if dp_mode == "fsdp" else DataParallel(model, group)
+    params = wrapper.parameters() if dp_mode == "fsdp" and wrapper else list(model.parameters())
+    optimizer = torch.optim.AdamW(params, **(optim or OPTIM))
+
+    logits = cp_mod.forward(model, inputs, positions)
+    loss = token_losses(logits, targets, mesh).sum() / n_tokens
+    loss.backward()
+    if isinstance(wrapper, FullyShardedDataParallel):
+        wrapper.reduce_scatter_grads()
+        grads = wrapper.full_grads()
+    else:
+        if wrapper is not None:
+            wrapper.finish()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
+    optimizer.step()
+    if isinstance(wrapper, FullyShardedDataParallel):
+        new_params = wrapper.full_parameters()
+        wrapper.reshard()
+    else:
+        new_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    total = loss.detach().clone()
+    dist.all_reduce(total, group=mesh.cp_dp_group)
+    return {"loss": total.item(), "grads": grads, "params": new_params, "coords": mesh.coords}
+
+
+def compare(result: dict, reference: dict, sizes: dict) -> dict[str, float]:
+    """Largest |difference| of loss, gradients and updated parameters between a rank and the reference."""
+    tp, tp_rank = sizes.get("tp", 1), result["coords"]["tp"]
+    out = {"loss": abs(result["loss"] - reference["loss"]), "grads": 0.0, "params": 0.0, "n_tensors": 0}
+    for key in ("grads", "params"):
+        for name, mine in result[key].items():
+            ref = tp_slice(name, reference[key][name], tp_rank, tp)
+            if ref.shape != mine.shape:
+                raise ValueError(f"{name}: rank holds {tuple(mine.shape)}, reference slice {tuple(ref.shape)}")
+            out[key] = max(out[key], (mine.double() - ref.double()).abs().max().item())
+        out["n_tensors"] += len(result[key])
+    return out
+
+
+def _check_rank(sizes, args, tokens, reference, seed, dtype, dp_mode, optim):
+    torch.manual_seed(0)
+    return compare(train_step(sizes, args, tokens, seed, dtype, dp_mode, optim), reference, sizes)
+
+
+def check(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1, args: ModelArgs | None = None, batch: int = 4,
+          seq_len: int = 16, dtype: torch.dtype = torch.float64, dp_mode: str = "fsdp", seed: int = 0,
+          optim: dict | None = None, timeout: float = 120) -> dict[str, float]:
+    """Run one step on tp·cp·pp·dp processes and on one device; the largest differences over all ranks."""
+    args = args or test_args()
+    gen = torch.Generator().manual_seed(seed + 1)
+    tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)
+    reference = reference_step(args, tokens, seed, dtype, optim)
+    sizes = {"tp": tp, "cp": cp, "pp": pp, "dp": dp}
+    per_rank = launch(_check_rank, math.prod(sizes.values()), sizes, args, tokens, reference, seed, dtype, dp_mode,
+                      optim, timeout=timeout)
+    worst = {k: max(r[k] for r in per_rank) for k in ("loss", "grads", "params")}
+    worst["n_tensors"] = sum(r["n_tensors"] for r in per_rank)
+    return worst
+
+
+def test_args(**overrides) -> ModelArgs:
+    """A small Llama for the checks: dim 64, 4 layers, 4 query / 2 key-value heads, vocabulary 256, untied."""
+    base = dict(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=256, multiple_of=32,
+                ffn_dim_multiplier=None, max_seq_len=128, use_scaled_rope=False, tie_word_embeddings=False)
+    return ModelArgs(**{**base, **overrides})
