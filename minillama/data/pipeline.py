@@ -132,7 +132,7 @@ def default_pipeline(
     max_ngram_coverage: float = 0.8,
     max_dirty_ratio: float = 0.02,
     kl_outlier_k: float = 4.0,
-    quality_threshold: float | None = 0.5,
+    quality_threshold: float | None = 0.25,
     min_chars: int = 32,
 ) -> Pipeline:
     """The course's §3.1 chain with its defaults (every knob is an argument):
