@@ -1,0 +1,47 @@
+"""Shared set-up of the model benchmarks: the benchmark config and a Hugging Face twin with the same weights."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+
+import torch
+
+from minillama import ModelArgs, Transformer
+from minillama.checkpoint import save_hf
+
+#: The config the issue names: dim 288, 6 layers, 6 heads, 2 kv heads, vocab 8192.
+BENCH_ARGS = dict(dim=288, n_layers=6, n_heads=6, n_kv_heads=2, vocab_size=8192, multiple_of=32,
+                  ffn_dim_multiplier=None, max_seq_len=1024, use_scaled_rope=False, tie_word_embeddings=False)
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("MINILLAMA_THREADS", "2")))
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
+    ap.add_argument("--precision", choices=["highest", "high", "medium"], default="highest",
+                    help="torch.set_float32_matmul_precision for all variants")
+    ap.add_argument("--compile", action="store_true", help="also time minillama under torch.compile")
+
+
+def setup(a) -> None:
+    torch.set_num_threads(a.threads)
+    torch.set_float32_matmul_precision(a.precision)
+    print(f"torch {torch.__version__}, {a.threads} thread(s), float32 matmul precision {a.precision!r}, "
+          f"{platform.processor() or platform.machine()}")
+
+
+def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
+    """A minillama model and a `transformers.LlamaForCausalLM` holding exactly the same weights."""
+    from transformers import LlamaForCausalLM
+
+    model = Transformer(ModelArgs(**BENCH_ARGS)).init_weights(seed=seed)
+    with tempfile.TemporaryDirectory() as d:
+        save_hf(model, d)
+        hf = LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="sdpa")
+    return model, hf
+
+
+def ratio_line(name: str, ours: float, ref: float, unit: str) -> str:
+    return f"{name:<34} {ours:>10.0f} {unit}   reference {ref:>10.0f} {unit}   ratio {ours / ref:5.2f}x"
