@@ -73,6 +73,78 @@ def _merge_word(word: list[int], a: int, b: int, z: int) -> list[int]:
     return out
 
 
+def learn_merges(pieces: Counter, n_ranks: int, verbose: bool = False) -> tuple[list[bytes], list[tuple[int, int]]]:
+    """The BPE loop on `{piece: count}`: returns (token bytes by rank, merges in order) with at most `n_ranks`
+    tokens (fewer if the pieces run out of pairs)."""
+    words: list[list[int]] = []
+    counts: list[int] = []
+    for piece, c in pieces.items():
+        raw = piece.encode("utf-8")
+        if len(raw) > 1:  # a single byte has no pair to merge
+            words.append(list(raw))
+            counts.append(c)
+
+    stats: dict[tuple[int, int], int] = defaultdict(int)  # pair -> occurrences in the corpus
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> pieces that (may) contain it
+    for wi, (w, c) in enumerate(zip(words, counts)):
+        for p in zip(w, w[1:]):
+            stats[p] += c
+            where[p].add(wi)
+    heap = [(-c, a, b) for (a, b), c in stats.items()]
+    heapq.heapify(heap)
+
+    vocab: list[bytes] = [bytes([i]) for i in range(256)]
+    ids: dict[bytes, int] = {t: i for i, t in enumerate(vocab)}
+    merges: list[tuple[int, int]] = []
+    heappop, heappush = heapq.heappop, heapq.heappush
+    while len(vocab) < n_ranks and heap:
+        neg, a, b = heappop(heap)
+        c = stats.get((a, b), 0)
+        if c != -neg:
+            if 0 < c < -neg:  # the count went down since this entry was pushed: put it back at its true place
+                heappush(heap, (-c, a, b))
+            continue  # (c > -neg: a newer, higher entry for this pair is in the heap already)
+        new = vocab[a] + vocab[b]
+        z = ids.get(new)
+        if z is None:
+            z = len(vocab)
+            vocab.append(new)
+            ids[new] = z
+        merges.append((a, b))
+        created: set[tuple[int, int]] = set()
+        for wi in where.pop((a, b)):
+            w = words[wi]
+            # rewrite the piece: each non-overlapping (a, b), left to right, becomes z
+            nw = []
+            i, n = 0, len(w)
+            while i < n:
+                if w[i] == a and i + 1 < n and w[i + 1] == b:
+                    nw.append(z)
+                    i += 2
+                else:
+                    nw.append(w[i])
+                    i += 1
+            if len(nw) == n:
+                continue  # stale index entry: this piece no longer contains (a, b)
+            c_w = counts[wi]
+            for p in zip(w, w[1:]):
+                stats[p] -= c_w
+            for p in zip(nw, nw[1:]):
+                stats[p] += c_w
+                if z in p:
+                    where[p].add(wi)
+                    created.add(p)
+            words[wi] = nw
+        del stats[(a, b)]
+        for p in created:
+            c_p = stats[p]
+            if c_p > 0:
+                heappush(heap, (-c_p, p[0], p[1]))
+        if verbose and len(merges) % 1000 == 0:
+            print(f"merge {len(merges)}: {vocab[a]!r} + {vocab[b]!r} (count {c})")
+    return vocab, merges
+
+
 def train_bpe(text, vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS,
               pattern: str = LLAMA3_PATTERN, verbose: bool = False) -> BPETokenizer:
     """Learn a byte-level BPE with `vocab_size` tokens in all, special tokens included.
@@ -95,63 +167,7 @@ def train_bpe(text, vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOK
         raise ValueError(f"vocab_size={vocab_size} leaves {n_ranks} ranks after {len(special_tokens)} special "
                          f"tokens; byte-level BPE needs at least 256, so use vocab_size >= {256 + len(special_tokens)}")
 
-    pieces = count_pieces(text, pattern)
-    words: list[list[int]] = []
-    counts: list[int] = []
-    for piece, c in pieces.items():
-        raw = piece.encode("utf-8")
-        if len(raw) > 1:  # a single byte has no pair to merge
-            words.append(list(raw))
-            counts.append(c)
-
-    stats: dict[tuple[int, int], int] = defaultdict(int)  # pair -> occurrences in the corpus
-    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> pieces that (may) contain it
-    for wi, (w, c) in enumerate(zip(words, counts)):
-        for p in zip(w, w[1:]):
-            stats[p] += c
-            where[p].add(wi)
-    heap = [(-c, a, b) for (a, b), c in stats.items()]
-    heapq.heapify(heap)
-
-    vocab: list[bytes] = [bytes([i]) for i in range(256)]
-    ids: dict[bytes, int] = {t: i for i, t in enumerate(vocab)}
-    merges: list[tuple[int, int]] = []
-    while len(vocab) < n_ranks and heap:
-        neg, a, b = heapq.heappop(heap)
-        c = stats.get((a, b), 0)
-        if c != -neg:
-            if 0 < c < -neg:  # the count went down since this entry was pushed: put it back at its true place
-                heapq.heappush(heap, (-c, a, b))
-            continue  # (c > -neg: a newer, higher entry for this pair is in the heap already)
-        new = vocab[a] + vocab[b]
-        z = ids.get(new)
-        if z is None:
-            z = len(vocab)
-            vocab.append(new)
-            ids[new] = z
-        merges.append((a, b))
-        created: set[tuple[int, int]] = set()
-        for wi in where.pop((a, b)):
-            w = words[wi]
-            nw = _merge_word(w, a, b, z)
-            if len(nw) == len(w):
-                continue  # stale index entry: this piece no longer contains (a, b)
-            c_w = counts[wi]
-            for p in zip(w, w[1:]):
-                stats[p] -= c_w
-            for p in zip(nw, nw[1:]):
-                stats[p] += c_w
-                if p[0] == z or p[1] == z:
-                    where[p].add(wi)
-                    created.add(p)
-            words[wi] = nw
-        del stats[(a, b)]
-        for p in created:
-            if stats[p] > 0:
-                heapq.heappush(heap, (-stats[p], p[0], p[1]))
-        if verbose and len(merges) % 1000 == 0:
-            print(f"merge {len(merges)}: {vocab[a]!r} + {vocab[b]!r} (count {c})")
-
+    vocab, merges = learn_merges(count_pieces(text, pattern), n_ranks, verbose=verbose)
     if len(vocab) < n_ranks:
         warnings.warn(f"the corpus ran out of pairs after {len(vocab)} ranks (asked for {n_ranks}); n_words is "
                       f"{len(vocab) + len(special_tokens)}, not {vocab_size}: train on more text", stacklevel=2)
