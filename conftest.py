@@ -5,6 +5,7 @@ off; plots go to the non-interactive Agg backend; torch uses one thread per proc
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("MINILLAMA_SMOKE", "1")
 os.environ.setdefault("MINILLAMA_PROGRESS", "0")
@@ -15,3 +16,4 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+os.environ.setdefault("IPYTHONDIR", str(Path(__file__).resolve().parent / ".ci" / "ipython"))  # plain tracebacks
