@@ -88,18 +88,28 @@ def shard_model(model: Transformer, mesh: Mesh, seq_len: int) -> Transformer:
     return model
 
 
+def cut_pipeline(model: Transformer, mesh: Mesh, virtual_stages: int = 1) -> list:
+    """Step 1: keep this rank's pipeline stages (`pp.build_stages`, which prunes the model in place)."""
+    from minillama.parallel.pp import build_stages
+
+    return build_stages(model, mesh.pp_rank, mesh.pp, virtual_stages)
+
+
 def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
-               dp_mode: str = "fsdp", optim: dict | None = None, n_microbatches: int | None = None) -> dict:
+               dp_mode: str = "fsdp", optim: dict | None = None, schedule: str = "1f1b",
+               n_microbatches: int | None = None, virtual_stages: int = 1) -> dict:
     """One training step of the model on this rank's share of the mesh `sizes` {'tp','cp','pp','dp'}.
 
-    Returns {'loss': global loss, 'grads', 'params': this rank's tensors by single-device name, 'coords'}.
+    PP > 1 runs `schedule` ('gpipe', '1f1b' or 'interleaved' with `virtual_stages`) over `n_microbatches`
+    (default: one row of the local batch each). Returns {'loss': global loss, 'grads', 'params': this rank's
+    tensors by single-device name (TP shards stay shards), 'coords'}.
     """
     if dp_mode not in ("fsdp", "ddp"):
         raise ValueError(f"dp_mode must be 'fsdp' or 'ddp', got {dp_mode!r}")
     mesh = Mesh(**sizes)
-    if mesh.pp > 1:
-        raise NotImplementedError("pipeline stages inside the 4D step: see minillama.parallel.pp")
+    # TP and CP first, on the whole model: the pipeline stages then hold the already-sharded modules.
     model = shard_model(build_model(args, seed, dtype), mesh, tokens.shape[1] - 1)
+    stages = cut_pipeline(model, mesh, virtual_stages) if mesh.pp > 1 else None
     inputs, targets, positions = local_batch(tokens, mesh)
     n_tokens = targets.numel() * mesh.dp * mesh.cp  # global token count B·S
     wrapper = None
@@ -109,9 +119,13 @@ def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtyp
     params = wrapper.parameters() if dp_mode == "fsdp" and wrapper else list(model.parameters())
     optimizer = torch.optim.AdamW(params, **(optim or OPTIM))
 
-    logits = cp_mod.forward(model, inputs, positions)
-    loss = token_losses(logits, targets, mesh).sum() / n_tokens
-    loss.backward()
+    if stages is None:
+        logits = cp_mod.forward(model, inputs, positions)
+        loss = token_losses(logits, targets, mesh).sum() / n_tokens
+        loss.backward()
+    else:
+        loss = run_pipeline(stages, mesh, inputs, targets, positions, n_tokens, wrapper, schedule,
+                            n_microbatches or inputs.shape[0], virtual_stages)
     if isinstance(wrapper, FullyShardedDataParallel):
         wrapper.reduce_scatter_grads()
         grads = wrapper.full_grads()
@@ -125,9 +139,29 @@ def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtyp
         wrapper.reshard()
     else:
         new_params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    total = loss.detach().clone()
+    total = loss.detach().clone().double()
     dist.all_reduce(total, group=mesh.cp_dp_group)
     return {"loss": total.item(), "grads": grads, "params": new_params, "coords": mesh.coords}
+
+
+def run_pipeline(stages: list, mesh: Mesh, inputs: Tensor, targets: Tensor, positions: Tensor, n_tokens: int,
+                 wrapper, schedule: str, n_microbatches: int, virtual_stages: int) -> Tensor:
+    """Forward and backward of the local batch as `n_microbatches` micro-batches through the pipeline."""
+    from minillama.parallel.pp import run_schedule
+    from minillama.parallel.schedules import make_schedule
+
+    if inputs.shape[0] % n_microbatches:
+        raise ValueError(f"local batch {inputs.shape[0]} must be divisible by {n_microbatches} micro-batches")
+    plan = make_schedule(schedule, mesh.pp, n_microbatches, virtual_stages)
+    if isinstance(wrapper, DataParallel):
+        wrapper.sync = False  # gradients accumulate over micro-batches; finish() reduces them once
+
+    def loss_fn(logits: Tensor, tgt: Tensor) -> Tensor:
+        return token_losses(logits, tgt, mesh).sum()
+
+    split = lambda x: list(rearrange(x, "(m b) s -> m b s", m=n_microbatches))  # noqa: E731
+    return run_schedule(stages, plan, split(inputs), split(targets), loss_fn, mesh.pp_group,
+                        n_tokens=n_tokens, positions=positions)
 
 
 def compare(result: dict, reference: dict, sizes: dict) -> dict[str, float]:
@@ -141,31 +175,62 @@ def compare(result: dict, reference: dict, sizes: dict) -> dict[str, float]:
                 raise ValueError(f"{name}: rank holds {tuple(mine.shape)}, reference slice {tuple(ref.shape)}")
             out[key] = max(out[key], (mine.double() - ref.double()).abs().max().item())
         out["n_tensors"] += len(result[key])
+    out["names"] = sorted(result["params"])
     return out
 
 
-def _check_rank(sizes, args, tokens, reference, seed, dtype, dp_mode, optim):
-    torch.manual_seed(0)
-    return compare(train_step(sizes, args, tokens, seed, dtype, dp_mode, optim), reference, sizes)
+def _check_rank(sizes, args, tokens, reference, seed, dtype, dp_mode, optim, pipeline):
+    return compare(train_step(sizes, args, tokens, seed, dtype, dp_mode, optim, **pipeline), reference, sizes)
 
 
 def check(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1, args: ModelArgs | None = None, batch: int = 4,
           seq_len: int = 16, dtype: torch.dtype = torch.float64, dp_mode: str = "fsdp", seed: int = 0,
-          optim: dict | None = None, timeout: float = 120) -> dict[str, float]:
+          optim: dict | None = None, timeout: float = 120, schedule: str = "1f1b", n_microbatches: int | None = None,
+          virtual_stages: int = 1) -> dict[str, float]:
     """Run one step on tp·cp·pp·dp processes and on one device; the largest differences over all ranks."""
-    args = args or test_args()
+    args = args or small_args()
+    validate_layout(args, tp, cp, pp, dp, batch, seq_len, n_microbatches, virtual_stages)
     gen = torch.Generator().manual_seed(seed + 1)
     tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)
     reference = reference_step(args, tokens, seed, dtype, optim)
     sizes = {"tp": tp, "cp": cp, "pp": pp, "dp": dp}
     per_rank = launch(_check_rank, math.prod(sizes.values()), sizes, args, tokens, reference, seed, dtype, dp_mode,
-                      optim, timeout=timeout)
+                      optim, dict(schedule=schedule, n_microbatches=n_microbatches, virtual_stages=virtual_stages),
+                      timeout=timeout)
+    return summarize(per_rank, reference)
+
+
+def validate_layout(args: ModelArgs, tp: int, cp: int, pp: int, dp: int, batch: int, seq_len: int,
+                    n_microbatches: int | None = None, virtual_stages: int = 1) -> None:
+    """Raise ValueError, saying what to change, for sizes this model and batch cannot be split into."""
+    problems = [f"TP={tp} must divide {what}={n}" for what, n in (
+        ("n_heads", args.n_heads), ("n_kv_heads", args.n_kv_heads), ("ffn hidden size", args.ffn_hidden_dim),
+        ("vocab_size", args.vocab_size)) if n % tp]
+    if seq_len % (2 * cp):
+        problems.append(f"the sequence ({seq_len}) must be divisible by 2·CP={2 * cp}")
+    if batch % dp:
+        problems.append(f"the global batch ({batch}) must be divisible by DP={dp}")
+    elif n_microbatches and (batch // dp) % n_microbatches:
+        problems.append(f"the local batch ({batch // dp}) must be divisible by {n_microbatches} micro-batches")
+    if pp * virtual_stages > args.n_layers + 2:
+        problems.append(f"PP·V={pp * virtual_stages} stages need at least {pp * virtual_stages - 2} layers")
+    if pp * virtual_stages > 1 and args.tie_word_embeddings:
+        problems.append("pipelining needs untied embeddings (tie_word_embeddings=False)")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def summarize(per_rank: list[dict], reference: dict) -> dict[str, float]:
+    """Worst differences over ranks; refuses a run where some single-device tensor is held by no rank."""
+    missing = set(reference["params"]) - {n for r in per_rank for n in r["names"]}
+    if missing:
+        raise AssertionError(f"no rank holds {sorted(missing)}: the parallel model lost part of the model")
     worst = {k: max(r[k] for r in per_rank) for k in ("loss", "grads", "params")}
     worst["n_tensors"] = sum(r["n_tensors"] for r in per_rank)
     return worst
 
 
-def test_args(**overrides) -> ModelArgs:
+def small_args(**overrides) -> ModelArgs:
     """A small Llama for the checks: dim 64, 4 layers, 4 query / 2 key-value heads, vocabulary 256, untied."""
     base = dict(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=256, multiple_of=32,
                 ffn_dim_multiplier=None, max_seq_len=128, use_scaled_rope=False, tie_word_embeddings=False)
