@@ -697,7 +697,7 @@ def main(argv: list[str] | None = None) -> int:
     seq_len = args.seq_len if not args.resume else cfg.seq_len
     loader = ShardLoader(data_folder, seq_len, "train", seed=args.seed if not args.resume else cfg.seed)
     val_loader = ShardLoader(data_folder, seq_len, "val", shuffle=False)
-    val_batches = fixed_batches(val_loader, rows=16, max_batches=8)
+    val_batches = fixed_batches(val_loader, rows=16, max_batches=4)
 
     if args.resume:
         trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
@@ -728,8 +728,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup = args.warmup if args.warmup is not None else min(200, max(1, steps // 20))
         cfg = dataclasses.replace(
             cfg, max_steps=steps, warmup_steps=min(warmup, steps), batch_ramp=ramp or (),
-            eval_every=args.eval_every if args.eval_every is not None else max(1, steps // 20),
-            ckpt_every=args.ckpt_every if args.ckpt_every is not None else max(1, steps // 10),
+            eval_every=args.eval_every if args.eval_every is not None else max(10, steps // 15),
+            ckpt_every=args.ckpt_every if args.ckpt_every is not None else max(10, steps // 10),
             time_limit_s=args.minutes * 60 * 1.15 if args.steps is None else None)
         extra = {"tokenizer.model": (Path(data_folder) / "tokenizer.model").read_bytes()} \
             if (Path(data_folder) / "tokenizer.model").is_file() else {}

@@ -40,6 +40,7 @@ from torch import Tensor
 __all__ = [
     "SHARD_DTYPE",
     "pack_documents",
+    "inputs_and_targets",
     "tokenize_documents",
     "write_shards",
     "build_shards",
@@ -78,6 +79,20 @@ def tokenize_documents(docs: Iterable, tokenizer, progress_desc: str | None = No
     docs = list(docs)
     it = progress(docs, desc=progress_desc, unit="doc") if progress_desc else docs
     return [tokenizer.encode(getattr(d, "text", d), bos=False, eos=False) for d in it]
+
+
+def inputs_and_targets(stream: np.ndarray, starts: Sequence[int], seq_len: int) -> tuple[Tensor, Tensor]:
+    """Rows of next-token prediction cut from a packed stream.
+
+    Row r reads the ``seq_len + 1`` tokens ``stream[starts[r] : starts[r] + seq_len + 1]``: inputs are the first
+    `seq_len`, targets the last `seq_len` (the same tokens shifted left by one, so ``targets[r, t]`` is the token
+    after ``inputs[r, t]``). Returns int64 tensors ``inputs (rows, seq_len)``, ``targets (rows, seq_len)``.
+    """
+    if any(s < 0 or s + seq_len + 1 > len(stream) for s in starts):
+        raise ValueError(f"windows of {seq_len + 1} tokens at starts {list(starts)} do not fit in a stream of "
+                         f"{len(stream)} tokens")
+    t = torch.from_numpy(np.stack([np.asarray(stream[s:s + seq_len + 1], dtype=np.int64) for s in starts]))
+    return t[:, :-1], t[:, 1:]
 
 
 # ---------------------------------------------------------------------- writing
