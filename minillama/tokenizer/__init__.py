@@ -10,10 +10,10 @@ from minillama.tokenizer.bpe import BPETokenizer, bpe_merge, load_ranks, save_ra
 from minillama.tokenizer.llama3 import Llama3Tokenizer, llama3_model_path
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding, pretokenize, split_long_runs
 from minillama.tokenizer.specials import LLAMA3_NUM_RANKS, NAMED_SPECIAL_TOKENS, SPECIAL_TOKENS, special_token_ids
-from minillama.tokenizer.train import count_pieces, train_bpe
+from minillama.tokenizer.train import count_pairs, count_pieces, learn_merges, merge_pair, train_bpe
 
 __all__ = [
     "BPETokenizer", "Llama3Tokenizer", "LLAMA3_NUM_RANKS", "LLAMA3_PATTERN", "NAMED_SPECIAL_TOKENS",
-    "SPECIAL_TOKENS", "bpe_merge", "chunks_for_encoding", "count_pieces", "llama3_model_path", "load_ranks",
-    "pretokenize", "save_ranks", "special_token_ids", "split_long_runs", "train_bpe",
+    "SPECIAL_TOKENS", "bpe_merge", "chunks_for_encoding", "count_pairs", "count_pieces", "learn_merges", "llama3_model_path", "load_ranks",
+    "merge_pair", "pretokenize", "save_ranks", "special_token_ids", "split_long_runs", "train_bpe",
 ]

@@ -59,18 +59,29 @@ def count_pieces(corpus, pattern: str = LLAMA3_PATTERN) -> Counter:
     return counts
 
 
-def _merge_word(word: list[int], a: int, b: int, z: int) -> list[int]:
-    """Replace each non-overlapping (a, b), left to right, by z: `[a, a, a]` with (a, a) -> `[z, a]`."""
+def merge_pair(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace each non-overlapping `pair`, left to right, by `new_id`: `[a, a, a]` with (a, a) -> `[z, a]`."""
+    a, b = pair
     out = []
-    i, n = 0, len(word)
+    i, n = 0, len(ids)
     while i < n:
-        if i + 1 < n and word[i] == a and word[i + 1] == b:
-            out.append(z)
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
             i += 2
         else:
-            out.append(word[i])
+            out.append(ids[i])
             i += 1
     return out
+
+
+def count_pairs(words: dict[tuple[int, ...], int]) -> dict[tuple[int, int], int]:
+    """`{word (token ids): count}` -> `{adjacent pair: occurrences}`, each occurrence weighted by the word's count.
+    Pairs never span two words: merges stay inside pre-tokenized pieces."""
+    stats: dict[tuple[int, int], int] = defaultdict(int)
+    for w, c in words.items():
+        for p in zip(w, w[1:]):
+            stats[p] += c
+    return dict(stats)
 
 
 def learn_merges(pieces: Counter, n_ranks: int, verbose: bool = False) -> tuple[list[bytes], list[tuple[int, int]]]:
