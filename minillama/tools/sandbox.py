@@ -171,7 +171,17 @@ if cfg["guards"]:
 sys.argv = ["main.py"]
 sys.path.insert(0, cfg["workdir"])
 import runpy
-runpy.run_path("main.py", run_name="__main__")
+try:
+    runpy.run_path("main.py", run_name="__main__")
+except SystemExit:
+    raise
+except BaseException as exc:  # show the model its own frames only, not this bootstrap's
+    import traceback
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != "main.py":
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+    sys.exit(1)
 '''
 
 
