@@ -25,8 +25,8 @@ from functools import lru_cache
 __all__ = ["LocalSearch", "default_documents", "search", "brave_search", "tokenize"]
 
 _WORD = re.compile(r"[a-z0-9_]+")
-_STOP = frozenset("a an and are as at be by for from how i in is it of on or that the this to what when which "
-                  "with do does can you".split())
+# English filler only: Python keywords such as "with", "for", "in", "is", "not" are real search terms here.
+_STOP = frozenset("a an the of to what how does do can you i this that me about please show".split())
 _MODULES = ("math", "statistics", "csv", "json", "re", "datetime", "itertools", "functools", "collections",
             "random", "string", "pathlib", "os.path")
 
