@@ -102,73 +102,114 @@ def cut_pipeline(model: Transformer, mesh: Mesh, virtual_stages: int = 1) -> lis
     return build_stages(model, mesh.pp_rank, mesh.pp, virtual_stages)
 
 
-def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
-               dp_mode: str = "fsdp", optim: dict | None = None, schedule: str = "1f1b",
-               n_microbatches: int | None = None, virtual_stages: int = 1) -> dict:
-    """One training step of the model on this rank's share of the mesh `sizes` {'tp','cp','pp','dp'}.
+class Parallel4D:
+    """This rank's share of a `Transformer` on a [TP, CP, PP, DP] mesh, and its training step.
 
     PP > 1 runs `schedule` ('gpipe', '1f1b' or 'interleaved' with `virtual_stages`) over `n_microbatches`
-    (default: one row of the local batch each). Returns {'loss': global loss, 'grads', 'params': this rank's
-    tensors by single-device name (TP shards stay shards), 'coords'}.
+    (default: one row of the local batch each). DP is FSDP (`dp_mode='fsdp'`, the paper) or all-reduce ('ddp').
     """
-    if dp_mode not in ("fsdp", "ddp"):
-        raise ValueError(f"dp_mode must be 'fsdp' or 'ddp', got {dp_mode!r}")
+
+    def __init__(self, mesh: Mesh, args: ModelArgs, seq_len: int, seed: int = 0, dtype: torch.dtype = torch.float64,
+                 dp_mode: str = "fsdp", optim: dict | None = None, schedule: str = "1f1b",
+                 n_microbatches: int | None = None, virtual_stages: int = 1):
+        if dp_mode not in ("fsdp", "ddp"):
+            raise ValueError(f"dp_mode must be 'fsdp' or 'ddp', got {dp_mode!r}")
+        self.mesh, self.schedule, self.virtual_stages = mesh, schedule, virtual_stages
+        self.n_microbatches = n_microbatches
+        # TP and CP first, on the whole model: the pipeline stages then hold the already-sharded modules.
+        self.model = shard_model(build_model(args, seed, dtype), mesh, seq_len)
+        self.stages = cut_pipeline(self.model, mesh, virtual_stages) if mesh.pp > 1 else None
+        self.fsdp = self.ddp = None
+        if mesh.dp * mesh.cp > 1:  # the DP×CP group: same weights, different tokens
+            if dp_mode == "fsdp":
+                self.fsdp = FullyShardedDataParallel(self.model, mesh.cp_dp_group)
+            else:
+                self.ddp = DataParallel(self.model, mesh.cp_dp_group)
+        params = self.fsdp.parameters() if self.fsdp else list(self.model.parameters())
+        self.optimizer = torch.optim.AdamW(params, **(optim or optim_for(dtype)))
+
+    def forward_backward(self, tokens: Tensor) -> Tensor:
+        """Loss of this rank's tokens (summed token losses / global token count) with its gradients, reduced
+        over DP×CP (sharded under FSDP). tokens: the global batch (B, S+1)."""
+        mesh = self.mesh
+        inputs, targets, positions = local_batch(tokens, mesh)
+        n_tokens = targets.numel() * mesh.dp * mesh.cp  # global token count B·S
+        if self.stages is None:
+            logits = cp_mod.forward(self.model, inputs, positions)
+            loss = token_losses(logits, targets, mesh).sum() / n_tokens
+            loss.backward()
+        else:
+            loss = self.run_pipeline(inputs, targets, positions, n_tokens)
+        if self.fsdp:
+            self.fsdp.reduce_scatter_grads()
+        elif self.ddp:
+            self.ddp.finish()
+        return loss.detach()
+
+    def run_pipeline(self, inputs: Tensor, targets: Tensor, positions: Tensor, n_tokens: int) -> Tensor:
+        """Forward and backward of the local batch as micro-batches through the pipeline schedule."""
+        from minillama.parallel.pp import run_schedule
+        from minillama.parallel.schedules import make_schedule
+
+        m = self.n_microbatches or inputs.shape[0]
+        if inputs.shape[0] % m:
+            raise ValueError(f"local batch {inputs.shape[0]} must be divisible by {m} micro-batches")
+        plan = make_schedule(self.schedule, self.mesh.pp, m, self.virtual_stages)
+        if self.ddp:
+            self.ddp.sync = False  # gradients accumulate over micro-batches; finish() reduces them once
+
+        def loss_fn(logits: Tensor, tgt: Tensor) -> Tensor:
+            return token_losses(logits, tgt, self.mesh).sum()
+
+        split = lambda x: list(rearrange(x, "(m b) s -> m b s", m=m))  # noqa: E731
+        return run_schedule(self.stages, plan, split(inputs), split(targets), loss_fn, self.mesh.pp_group,
+                            n_tokens=n_tokens, positions=positions)
+
+    def optimizer_step(self) -> None:
+        """AdamW on this rank's parameters (FSDP: its shards), then drop gradients (and FSDP's full weights)."""
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.fsdp:
+            self.fsdp.reshard()
+
+    def step(self, tokens: Tensor) -> float:
+        """One training step on the global batch; returns the global loss (the same on every rank)."""
+        loss = self.forward_backward(tokens)
+        self.optimizer_step()
+        return self.global_loss(loss)
+
+    def global_loss(self, loss: Tensor) -> float:
+        total = loss.clone().double()
+        dist.all_reduce(total, group=self.mesh.cp_dp_group)  # every PP and TP rank already holds its share's
+        return total.item()
+
+    def grads(self) -> dict[str, Tensor]:
+        """This rank's gradients by single-device name (TP shards stay shards; FSDP shards gathered)."""
+        if self.fsdp:
+            return self.fsdp.full_grads()
+        return {n: p.grad.detach().clone() for n, p in self.model.named_parameters()}
+
+    def params(self) -> dict[str, Tensor]:
+        """This rank's parameters by single-device name (FSDP shards gathered)."""
+        if self.fsdp:
+            return self.fsdp.full_parameters()
+        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+
+
+def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
+               dp_mode: str = "fsdp", optim: dict | None = None, **pipeline) -> dict:
+    """One training step on this rank's share of the mesh `sizes` {'tp','cp','pp','dp'} (inside a launch).
+
+    Returns {'loss': global loss, 'grads', 'params' (after AdamW): this rank's tensors by single-device name,
+    'coords'}. `pipeline`: schedule, n_microbatches, virtual_stages (see `Parallel4D`).
+    """
     mesh = Mesh(**sizes)
-    # TP and CP first, on the whole model: the pipeline stages then hold the already-sharded modules.
-    model = shard_model(build_model(args, seed, dtype), mesh, tokens.shape[1] - 1)
-    stages = cut_pipeline(model, mesh, virtual_stages) if mesh.pp > 1 else None
-    inputs, targets, positions = local_batch(tokens, mesh)
-    n_tokens = targets.numel() * mesh.dp * mesh.cp  # global token count B·S
-    wrapper = None
-    if mesh.dp * mesh.cp > 1:
-        group = mesh.cp_dp_group  # same weights, different tokens
-        wrapper = FullyShardedDataParallel(model, group) if dp_mode == "fsdp" else DataParallel(model, group)
-    params = wrapper.parameters() if dp_mode == "fsdp" and wrapper else list(model.parameters())
-    optimizer = torch.optim.AdamW(params, **(optim or optim_for(dtype)))
-
-    if stages is None:
-        logits = cp_mod.forward(model, inputs, positions)
-        loss = token_losses(logits, targets, mesh).sum() / n_tokens
-        loss.backward()
-    else:
-        loss = run_pipeline(stages, mesh, inputs, targets, positions, n_tokens, wrapper, schedule,
-                            n_microbatches or inputs.shape[0], virtual_stages)
-    if isinstance(wrapper, FullyShardedDataParallel):
-        wrapper.reduce_scatter_grads()
-        grads = wrapper.full_grads()
-    else:
-        if wrapper is not None:
-            wrapper.finish()
-        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
-    optimizer.step()
-    if isinstance(wrapper, FullyShardedDataParallel):
-        new_params = wrapper.full_parameters()
-        wrapper.reshard()
-    else:
-        new_params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    total = loss.detach().clone().double()
-    dist.all_reduce(total, group=mesh.cp_dp_group)
-    return {"loss": total.item(), "grads": grads, "params": new_params, "coords": mesh.coords}
-
-
-def run_pipeline(stages: list, mesh: Mesh, inputs: Tensor, targets: Tensor, positions: Tensor, n_tokens: int,
-                 wrapper, schedule: str, n_microbatches: int, virtual_stages: int) -> Tensor:
-    """Forward and backward of the local batch as `n_microbatches` micro-batches through the pipeline."""
-    from minillama.parallel.pp import run_schedule
-    from minillama.parallel.schedules import make_schedule
-
-    if inputs.shape[0] % n_microbatches:
-        raise ValueError(f"local batch {inputs.shape[0]} must be divisible by {n_microbatches} micro-batches")
-    plan = make_schedule(schedule, mesh.pp, n_microbatches, virtual_stages)
-    if isinstance(wrapper, DataParallel):
-        wrapper.sync = False  # gradients accumulate over micro-batches; finish() reduces them once
-
-    def loss_fn(logits: Tensor, tgt: Tensor) -> Tensor:
-        return token_losses(logits, tgt, mesh).sum()
-
-    split = lambda x: list(rearrange(x, "(m b) s -> m b s", m=n_microbatches))  # noqa: E731
-    return run_schedule(stages, plan, split(inputs), split(targets), loss_fn, mesh.pp_group,
-                        n_tokens=n_tokens, positions=positions)
+    run = Parallel4D(mesh, args, tokens.shape[1] - 1, seed, dtype, dp_mode, optim, **pipeline)
+    loss = run.forward_backward(tokens)
+    grads = run.grads()
+    run.optimizer.step()
+    params = run.params()
+    return {"loss": run.global_loss(loss), "grads": grads, "params": params, "coords": mesh.coords}
 
 
 def compare(result: dict, reference: dict, sizes: dict) -> dict[str, float]:
