@@ -44,3 +44,60 @@ def pydoc_text() -> str:
     from pydoc_data.topics import topics
 
     return "\n\n".join(topics[k] for k in sorted(topics))
+
+
+#: A few sentences per language, written for this course, used when the system has no translation catalogs.
+SAMPLE_TEXTS: dict[str, str] = {
+    "English": (
+        "The model reads text as a sequence of tokens. A larger vocabulary means fewer tokens for the same text, "
+        "so the model sees more of the document at once and training costs less per byte. The file could not be "
+        "opened because the disk is full. Do you want to save your changes before closing the window?"
+    ),
+    "German": (
+        "Das Modell liest Text als eine Folge von Tokens. Ein größerer Wortschatz bedeutet weniger Tokens für "
+        "denselben Text, daher sieht das Modell mehr vom Dokument auf einmal, und das Training kostet pro Byte "
+        "weniger. Die Datei konnte nicht geöffnet werden, weil der Datenträger voll ist. Möchten Sie Ihre "
+        "Änderungen speichern, bevor Sie das Fenster schließen?"
+    ),
+    "Portuguese": (
+        "O modelo lê o texto como uma sequência de tokens. Um vocabulário maior significa menos tokens para o "
+        "mesmo texto, então o modelo vê mais do documento de uma só vez e o treinamento custa menos por byte. "
+        "Não foi possível abrir o arquivo porque o disco está cheio. Você deseja salvar as alterações antes de "
+        "fechar a janela?"
+    ),
+}
+
+_LOCALE_DIRS = {"German": ["de"], "Portuguese": ["pt_BR", "pt"]}
+
+
+def translation_texts(language: str, max_bytes: int | None = None) -> tuple[str, str]:
+    """(English, `language`) versions of the same messages, from the system's gettext catalogs
+    (`/usr/share/locale/<lang>/LC_MESSAGES/*.mo`: the translated user messages of apt, coreutils, bash, ...).
+
+    Parallel text makes bytes-per-token comparable across languages. Falls back to `SAMPLE_TEXTS` where the
+    system has no catalogs. Each side is cut to at most `max_bytes` UTF-8 bytes.
+    """
+    import gettext
+    import glob
+
+    english, other = [], []
+    for code in _LOCALE_DIRS[language]:
+        for path in sorted(glob.glob(f"/usr/share/locale/{code}/LC_MESSAGES/*.mo")):
+            try:
+                with open(path, "rb") as f:
+                    catalog = gettext.GNUTranslations(f)._catalog
+            except Exception:  # noqa: BLE001 - a broken or non-UTF-8 catalog is skipped
+                continue
+            for key, value in catalog.items():
+                if isinstance(key, str) and key and isinstance(value, str) and value and value != key:
+                    english.append(key)
+                    other.append(value)
+        if english:
+            break
+    if not english:
+        return SAMPLE_TEXTS["English"], SAMPLE_TEXTS[language]
+    en, tr = "\n".join(english), "\n".join(other)
+    if max_bytes is not None:
+        en = en.encode()[:max_bytes].decode("utf-8", errors="ignore")
+        tr = tr.encode()[:max_bytes].decode("utf-8", errors="ignore")
+    return en, tr
