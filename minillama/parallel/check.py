@@ -12,6 +12,7 @@ Also `minillama parallel-check ...`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -43,6 +44,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(sys.argv[1:] if argv is None else argv)
+    speak = os.environ.get("RANK", "0") == "0"  # under torchrun every rank runs this: rank 0 prints
     sizes = {"tp": a.tp, "cp": a.cp, "pp": a.pp, "dp": a.dp}
     if min(sizes.values()) < 1:
         print(f"error: mesh sizes must be >= 1, got {sizes}", file=sys.stderr)
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = a.batch or max(4, 2 * a.dp)
     seq = a.seq or max(16, 8 * a.cp)
     args = fourd.small_args(n_layers=a.layers or max(4, a.pp * a.virtual_stages))
-    if not a.quiet:
+    if speak and not a.quiet:
         print(describe_layout(**sizes))
     t0 = time.perf_counter()
     try:
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tol = TOLERANCE[a.dtype]
     ok = all(worst[k] <= tol for k in ("loss", "grads", "params"))
+    if not speak:
+        return 0 if ok else 1
     print(f"{a.dtype}, DP as {a.dp_mode}" + (f", {a.schedule} pipeline" if a.pp > 1 else "")
           + f", batch {batch} x {seq} tokens, {args.n_layers} layers, {time.perf_counter() - t0:.1f} s")
     print(f"max |difference| vs one device over {worst['n_tensors']} tensors: loss {worst['loss']:.2e}, "

@@ -35,7 +35,7 @@ from minillama.model import Transformer
 from minillama.parallel import cp as cp_mod
 from minillama.parallel.dp import DataParallel
 from minillama.parallel.fsdp import FullyShardedDataParallel
-from minillama.parallel.launch import launch
+from minillama.parallel.launch import device, launch
 from minillama.parallel.mesh import Mesh
 from minillama.parallel.tp import apply_tp, tp_slice, vocab_parallel_cross_entropy
 
@@ -117,7 +117,8 @@ class Parallel4D:
         self.mesh, self.schedule, self.virtual_stages = mesh, schedule, virtual_stages
         self.n_microbatches = n_microbatches
         # TP and CP first, on the whole model: the pipeline stages then hold the already-sharded modules.
-        self.model = shard_model(build_model(args, seed, dtype), mesh, seq_len)
+        self.device = device()  # cpu under gloo, this rank's GPU under torchrun + NCCL
+        self.model = shard_model(build_model(args, seed, dtype).to(self.device), mesh, seq_len)
         self.stages = cut_pipeline(self.model, mesh, virtual_stages) if mesh.pp > 1 else None
         self.fsdp = self.ddp = None
         if mesh.dp * mesh.cp > 1:  # the DP×CP group: same weights, different tokens
@@ -132,7 +133,7 @@ class Parallel4D:
         """Loss of this rank's tokens (summed token losses / global token count) with its gradients, reduced
         over DP×CP (sharded under FSDP). tokens: the global batch (B, S+1)."""
         mesh = self.mesh
-        inputs, targets, positions = local_batch(tokens, mesh)
+        inputs, targets, positions = (t.to(self.device) for t in local_batch(tokens, mesh))
         n_tokens = targets.numel() * mesh.dp * mesh.cp  # global token count B·S
         if self.stages is None:
             logits = cp_mod.forward(self.model, inputs, positions)
@@ -185,15 +186,13 @@ class Parallel4D:
 
     def grads(self) -> dict[str, Tensor]:
         """This rank's gradients by single-device name (TP shards stay shards; FSDP shards gathered)."""
-        if self.fsdp:
-            return self.fsdp.full_grads()
-        return {n: p.grad.detach().clone() for n, p in self.model.named_parameters()}
+        grads = self.fsdp.full_grads() if self.fsdp else {n: p.grad for n, p in self.model.named_parameters()}
+        return {n: g.detach().cpu().clone() for n, g in grads.items()}
 
     def params(self) -> dict[str, Tensor]:
         """This rank's parameters by single-device name (FSDP shards gathered)."""
-        if self.fsdp:
-            return self.fsdp.full_parameters()
-        return {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        params = self.fsdp.full_parameters() if self.fsdp else dict(self.model.named_parameters())
+        return {n: p.detach().cpu().clone() for n, p in params.items()}
 
 
 def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
