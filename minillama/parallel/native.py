@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from minillama.parallel.pp import PipelineStage, build_stages, sum_cross_entropy
 
 __all__ = ["tp_plan", "native_tp", "native_fsdp", "native_pipeline", "run_native_pipeline",
-           "context_parallel_step", "full_tensors", "full_grads", "SCHEDULES"]
+           "context_parallel_step", "full_tensors", "full_grads", "check_native", "SCHEDULES"]
 
 
 def tp_plan(model: nn.Module) -> dict:
@@ -181,3 +181,65 @@ def full_grads(model: nn.Module) -> dict[str, Tensor]:
         g = p.grad
         out[name] = g.full_tensor() if hasattr(g, "full_tensor") else g
     return out
+
+
+def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedule: str, virtual_stages: int,
+                 n_microbatches: int) -> dict:
+    """Inside a launched rank: one AdamW step with a native API; the largest differences with `reference`."""
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from minillama.parallel.fourd import build_model, optim_for
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = build_model(args, 0, dtype)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    loss = None
+    if kind in ("tp", "fsdp"):
+        mesh = init_device_mesh("cpu", (world,), mesh_dim_names=(kind,))
+        if kind == "tp":
+            native_tp(model, mesh)
+        else:  # each rank its rows of the batch; FSDP averages the gradients over the ranks
+            native_fsdp(model, mesh)
+            rows = slice(rank * len(inputs) // world, (rank + 1) * len(inputs) // world)
+            inputs, targets = inputs[rows], targets[rows]
+        whole = PipelineStage(model, 0, 1, range(args.n_layers))  # the model without its float32 cast
+        loss = F.cross_entropy(whole(inputs).flatten(0, 1), targets.flatten())
+        loss.backward()
+        if kind == "fsdp":
+            dist.all_reduce(loss := loss.detach().clone())
+            loss /= world
+    elif kind == "pipeline":
+        sched = native_pipeline(model, rank, world, schedule, n_microbatches, targets.numel(),
+                                virtual_stages=virtual_stages)
+        loss = run_native_pipeline(sched, inputs, targets, rank, world)
+    else:
+        raise ValueError(f"kind must be 'tp', 'fsdp' or 'pipeline', got {kind!r}")
+    grads = full_grads(model)
+    torch.optim.AdamW(model.parameters(), **optim_for(dtype)).step()
+    params = full_tensors(model)
+    diff = lambda a, b: max((a[k].double() - b[k].double()).abs().max().item() for k in a)  # noqa: E731
+    return {"loss": abs(loss.item() - reference["loss"]) if loss is not None else 0.0,
+            "grads": diff(grads, reference["grads"]), "params": diff(params, reference["params"]),
+            "names": sorted(params)}
+
+
+def check_native(kind: str, world_size: int = 2, schedule: str = "1f1b", virtual_stages: int = 1,
+                 n_microbatches: int = 2, batch: int = 4, seq_len: int = 16, dtype=torch.float64,
+                 args=None, timeout: float = 120) -> dict[str, float]:
+    """One training step with a native API ('tp', 'fsdp' or 'pipeline' with a torch `schedule`) on
+    `world_size` CPU processes against one device (`fourd.reference_step`): the largest |differences|."""
+    from minillama.parallel.fourd import reference_step, small_args
+    from minillama.parallel.launch import launch
+
+    args = args or small_args()
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)
+    reference = reference_step(args, tokens, 0, dtype)
+    per_rank = launch(_native_rank, world_size, kind, args, tokens, reference, dtype, schedule, virtual_stages,
+                      n_microbatches, timeout=timeout)
+    missing = set(reference["params"]) - {n for r in per_rank for n in r["names"]}
+    if missing:
+        raise AssertionError(f"no rank holds {sorted(missing)}")
+    return {k: max(r[k] for r in per_rank) for k in ("loss", "grads", "params")}
