@@ -84,3 +84,16 @@ def test_process_groups_on_16_ranks():
         assert prev == (pp_ranks[coords["pp"] - 1] if coords["pp"] > 0 else None)
         assert nxt == (pp_ranks[coords["pp"] + 1] if coords["pp"] < 1 else None)
         assert text.startswith(f"rank {rank}:")
+
+
+def _device_mesh_job():
+    mesh = Mesh(tp=2, pp=2)
+    dm = mesh.device_mesh()
+    return [(dm[name].mesh.tolist(), mesh.ranks(name)) for name in ("tp", "cp", "pp", "dp")]
+
+
+def test_torch_device_mesh_view_agrees():
+    """`Mesh.device_mesh()` (torch's DeviceMesh, dims dp, pp, cp, tp) gives every rank the same groups."""
+    for per_dim in launch(_device_mesh_job, 4):
+        for torch_ranks, ours in per_dim:
+            assert torch_ranks == ours
