@@ -1,0 +1,342 @@
+"""Teaching a small model to call tools: synthetic tool dialogs, SFT, and a held-out evaluation (paper §4.3.5).
+
+Llama 3 learns tool use from dialogs in which the assistant calls a tool, reads the result and answers. We build
+such dialogs synthetically, three kinds of request:
+
+- **calc**: arithmetic too long to do "in the head" (`What is 4821 * 37?`). With tools on, the assistant writes
+  `wolfram_alpha.call(query="4821 * 37")<|eom_id|>`, reads `178377` and answers `4821 * 37 = 178377.`
+- **code**: questions a short program answers (count letters, reverse a word, sort numbers, sum a range, primality).
+  The assistant writes `<|python_tag|>print(...)<|eom_id|>`, reads `completed [stdout]...[/stdout]`, answers.
+- **chat**: greetings and small talk, answered directly (the right tool choice is *no* tool).
+
+The same calc/code questions also appear with tools *off* (a system prompt without `Environment: ipython`), where
+the target is the exact answer written directly. That is the baseline: the same model, the same training, but it
+has to compute in its weights. Tool results in the training dialogs come from the real tools
+(`minillama.tools.calculator`, Python itself for the code answers), so what the model reads at test time looks like
+what it read in training.
+
+`train_tool_model()` fine-tunes with the post-training SFT loop (`minillama.posttrain.sft.run_sft`: assistant
+tokens only, packed dialogs) and `evaluate_tool_use()` reports, on held-out requests:
+
+- `well_formed`: share of tool-needing requests whose first reply parses as a valid call (right syntax, known tool,
+  required string argument);
+- `right_tool`: share of all requests whose first reply picks the expected tool (or none, for chat);
+- `accuracy_with_tools`: share of calc/code requests whose final answer (after the agent ran the real tools) holds
+  the right result;
+- `accuracy_without_tools`: the same questions with tools off, answered directly.
+
+`python -m minillama.tooluse --out runs/tooluse` runs it all (a few minutes on one CPU thread) and writes
+`results.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minillama.tools.calculator import calculate
+from minillama.tools.prompts import builtin_system_prompt
+
+__all__ = ["ToolTask", "make_tasks", "task_dialog", "training_dialogs", "train_tool_model", "evaluate_tool_use", "main",
+           "TOOLS_ON", "TOOLS_OFF"]
+
+TODAY = "21 September 2024"
+#: The two system prompts: tools on (code interpreter + calculator) and off (dates only).
+TOOLS_ON = builtin_system_prompt(("code_interpreter", "wolfram_alpha"), TODAY)
+TOOLS_OFF = builtin_system_prompt((), TODAY)
+
+WORDS = ("llama", "banana", "mississippi", "bookkeeper", "parallel", "tokenizer", "attention", "gradient",
+         "committee", "assessment", "balloon", "coffee", "letter", "pepper", "success", "occurrence", "referee",
+         "alpaca", "vicuna", "guanaco", "kangaroo", "zebra", "giraffe", "elephant", "hippopotamus", "cheetah",
+         "rhinoceros", "armadillo", "chameleon", "platypus", "octopus", "dolphin", "penguin", "flamingo")
+NAMES = ("Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Dennis", "Margaret", "Edsger", "Donald", "Frances",
+         "John", "Radia", "Guido", "Bjarne", "Yann", "Geoffrey", "Fei", "Andrej", "Ilya", "Oriol", "Noam")
+
+
+@dataclass
+class ToolTask:
+    """One request: `kind` (calc/code/chat), the user text, the expected tool call (None for chat), the tool's
+    output, and the expected answer text (`result` must appear in a correct final answer)."""
+
+    kind: str
+    prompt: str
+    call: dict | None
+    tool_output: str
+    answer: str
+    result: str
+    tags: dict = field(default_factory=dict)
+
+
+def _calc_task(rng: random.Random) -> ToolTask:
+    a, b, c = rng.randint(100, 9999), rng.randint(11, 999), rng.randint(2, 99)
+    expr = rng.choice([f"{a} * {b}", f"{a} + {b} * {c}", f"{a} - {b}", f"({a} + {b}) * {c}", f"{a} * {c} - {b}"])
+    template = rng.choice(["What is {e}?", "Compute {e}.", "How much is {e}?", "Calculate {e}.", "{e} = ?"])
+    out = calculate(expr)
+    assert out["ok"], out
+    return ToolTask("calc", template.format(e=expr), {"tool_name": "wolfram_alpha", "arguments": {"query": expr}},
+                    out["result"], f"{expr} = {out['result']}.", out["result"])
+
+
+def _code_task(rng: random.Random) -> ToolTask:
+    kind = rng.randrange(5)
+    if kind == 0:
+        word = rng.choice(WORDS)
+        ch = rng.choice(sorted(set(word)))
+        prompt, code = f"How many times does the letter '{ch}' appear in '{word}'?", f"print('{word}'.count('{ch}'))"
+    elif kind == 1:
+        word = rng.choice(WORDS)
+        prompt, code = f"Reverse the word '{word}'.", f"print('{word}'[::-1])"
+    elif kind == 2:
+        nums = ", ".join(str(rng.randint(0, 99)) for _ in range(rng.randint(3, 6)))
+        prompt, code = f"Sort these numbers: {nums}.", f"print(sorted([{nums}]))"
+    elif kind == 3:
+        n = rng.randint(10, 999)
+        prompt, code = f"What is the sum of the numbers from 1 to {n}?", f"print(sum(range(1, {n} + 1)))"
+    else:
+        n = rng.randint(10, 9999)
+        prompt = f"Is {n} a prime number?"
+        code = f"print({n} > 1 and all({n} % d for d in range(2, int({n} ** 0.5) + 1)))"
+    stdout = _run_trusted(code)
+    from minillama.chat import format_tool_result
+
+    return ToolTask("code", prompt, {"tool_name": "code_interpreter", "arguments": {"code": code}},
+                    format_tool_result("completed", stdout=stdout), f"The answer is {stdout.strip()}.",
+                    stdout.strip())
+
+
+def _run_trusted(code: str) -> str:
+    """Our own generated snippets (never model output): run in-process to make training data fast."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(compile(code, "<task>", "exec"), {})  # noqa: S102  (code written by _code_task above)
+    return buffer.getvalue()
+
+
+def _chat_task(rng: random.Random) -> ToolTask:
+    name = rng.choice(NAMES)
+    prompt, answer = rng.choice([
+        (f"Hello, I am {name}.", f"Hello {name}! How can I help you today?"),
+        (f"My name is {name}.", f"Nice to meet you, {name}!"),
+        (f"Thank you, this is {name}.", f"You are welcome, {name}!"),
+        (f"Hi! {name} here.", f"Hi {name}! What can I do for you?"),
+    ])
+    return ToolTask("chat", prompt, None, "", answer, name)
+
+
+def make_tasks(n: int, split: str = "train", seed: int = 0, mix=(0.4, 0.4, 0.2)) -> list[ToolTask]:
+    """`n` tasks (calc, code, chat in proportions `mix`). Splits use disjoint random streams and the held-out
+    split drops any prompt that the train split of the same seed could produce in its first 20,000 tasks."""
+    if split not in ("train", "heldout"):
+        raise ValueError("split must be 'train' or 'heldout'")
+    rng = random.Random(f"{split}-{seed}")
+    seen = _train_prompts(seed) if split == "heldout" else set()
+    makers = (_calc_task, _code_task, _chat_task)
+    tasks = []
+    while len(tasks) < n:
+        task = rng.choices(makers, weights=mix)[0](rng)
+        if task.prompt not in seen or task.kind == "chat":
+            tasks.append(task)
+    return tasks
+
+
+_TRAIN_PROMPTS: dict[int, set] = {}
+
+
+def _train_prompts(seed: int) -> set:
+    if seed not in _TRAIN_PROMPTS:
+        rng = random.Random(f"train-{seed}")
+        _TRAIN_PROMPTS[seed] = {rng.choices((_calc_task, _code_task, _chat_task), weights=(0.4, 0.4, 0.2))[0](
+            rng).prompt for _ in range(20_000)}
+    return _TRAIN_PROMPTS[seed]
+
+
+def task_dialog(task: ToolTask, tools: bool = True) -> list[dict]:
+    """The finished training dialog for a task, with tools on (call, result, answer) or off (direct answer)."""
+    messages = [{"role": "system", "content": TOOLS_ON if tools else TOOLS_OFF},
+                {"role": "user", "content": task.prompt}]
+    if tools and task.call is not None:
+        messages += [{"role": "assistant", "content": "", "tool_calls": [task.call], "stop_reason": "end_of_message"},
+                     {"role": "ipython", "content": task.tool_output}]
+    messages.append({"role": "assistant", "content": task.answer, "stop_reason": "end_of_turn"})
+    return messages
+
+
+def training_dialogs(tasks: list[ToolTask], tools_off_share: float = 0.25, seed: int = 0) -> list[list[dict]]:
+    """Dialogs for SFT: every task with tools on, plus a share of calc/code tasks again with tools off."""
+    rng = random.Random(seed)
+    dialogs = [task_dialog(t, tools=True) for t in tasks]
+    dialogs += [task_dialog(t, tools=False) for t in tasks if t.kind != "chat" and rng.random() < tools_off_share]
+    rng.shuffle(dialogs)
+    return dialogs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------------------
+def _first_fit_loader(examples, seq_len: int, seed: int):
+    """`posttrain.sft.DialogLoader` whose batch filling simulates the same first-fit packing that
+    `pack_examples` does, so a batch always has exactly `rows` rows."""
+    from minillama.posttrain.data import pack_examples
+    from minillama.posttrain.sft import DialogLoader
+
+    class FirstFitLoader(DialogLoader):
+        def next_batch(self, rows: int) -> dict:
+            picked, used = [], []
+            while True:
+                e = self._next_example()
+                n = len(e.tokens)
+                slot = next((r for r, u in enumerate(used) if u + n <= self.seq_len), None)
+                if slot is None:
+                    if len(used) == rows:
+                        self.pos -= 1  # this dialog opens the next batch
+                        break
+                    used.append(n)
+                else:
+                    used[slot] += n
+                picked.append(e)
+            return pack_examples(picked, self.seq_len, self.pad_id).as_dict()
+
+    return FirstFitLoader(examples, seq_len, seed=seed)
+
+
+def train_tool_model(n_train: int = 6000, steps: int = 600, lr: float = 3e-3, batch_size: int = 16,
+                     seq_len: int = 256, init: str | None = "auto", seed: int = 0, out_dir: str | Path | None = None,
+                     chat_format=None, model_args: dict | None = None, progress: bool | None = None,
+                     log_every: int = 0):
+    """SFT a small model on synthetic tool dialogs. Returns (model, chat_format, trainer).
+
+    `init`: a checkpoint folder, "fresh", or "auto" (the shipped pre-trained model if any, else fresh);
+    `model_args`: overrides for a fresh model (e.g. smaller `dim` in smoke mode).
+    """
+    from minillama.posttrain.common import FRESH_ARGS, load_chat_format, load_policy
+    from minillama.posttrain.data import render
+    from minillama.posttrain.data import sft_loss
+    from minillama.posttrain.sft import default_config
+    from minillama.train import train
+
+    chat_format = chat_format or load_chat_format()
+    vocab = chat_format.tokenizer.n_words
+    if model_args:
+        from minillama.config import ModelArgs
+        from minillama.model import Transformer
+
+        args = ModelArgs(vocab_size=vocab, **{**FRESH_ARGS, **model_args})
+        model = Transformer(args).init_weights(seed=seed)
+    else:
+        model, _ = load_policy(init, vocab, seed=seed)
+    examples = [render(chat_format, d) for d in training_dialogs(make_tasks(n_train, "train", seed), seed=seed)]
+    cfg = default_config(steps, lr, batch_size, seq_len, seed)
+    callbacks = []
+    if log_every:
+        def log(tr, record):
+            if record["step"] % log_every == 0 or record["step"] == steps:
+                print(f"step {record['step']:>5}  loss {record['loss']:.3f}  {tr.wall_s:.0f} s", flush=True)
+        callbacks.append(log)
+    trainer = train(model, _first_fit_loader(examples, seq_len, seed), cfg, loss_fn=sft_loss, out_dir=out_dir,
+                    progress=progress, callbacks=callbacks)
+    model.eval()
+    return model, chat_format, trainer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------------------
+def _expected_tool(task: ToolTask) -> str | None:
+    return task.call["tool_name"] if task.call else None
+
+
+def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens: int = 64, max_steps: int = 3,
+                      sandbox_timeout_s: float = 5.0, examples: int = 3) -> dict:
+    """Held-out metrics (see the module docstring) and a few transcripts."""
+    from minillama.agent import Agent, Toolbox, TransformerModel, format_transcript
+    from minillama.chat import parse_assistant_text
+
+    lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)
+    counts = {"tool_requests": 0, "well_formed": 0, "right_tool": 0, "answered_with": 0, "answered_without": 0}
+    transcripts = []
+    with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s,
+                 memory_mb=512) as toolbox:
+        for task in tasks:
+            first = lm([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
+            parsed = parse_assistant_text(first)
+            call = parsed["tool_calls"][0] if parsed["tool_calls"] else None
+            chosen = call["tool_name"] if call else None
+            counts["right_tool"] += chosen == _expected_tool(task)
+            if task.kind == "chat":
+                continue
+            counts["tool_requests"] += 1
+            counts["well_formed"] += call is not None and parsed["error"] is None and toolbox.validate(call) is None
+            # the full agent run, reusing the first reply we already generated
+            replies = iter([first])
+            agent = Agent(lambda msgs: next(replies, None) or lm(msgs), toolbox, max_steps=max_steps)
+            result = agent.run([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
+            ok_with = result.stop == "answered" and task.result in result.answer
+            counts["answered_with"] += ok_with
+            direct = parse_assistant_text(lm([{"role": "system", "content": TOOLS_OFF},
+                                              {"role": "user", "content": task.prompt}]))
+            counts["answered_without"] += task.result in direct["content"]
+            if len(transcripts) < examples:
+                transcripts.append(format_transcript(result.messages))
+    n_tool = max(1, counts["tool_requests"])
+    return {
+        "n": len(tasks), "tool_requests": counts["tool_requests"],
+        "well_formed": counts["well_formed"] / n_tool,
+        "right_tool": counts["right_tool"] / max(1, len(tasks)),
+        "accuracy_with_tools": counts["answered_with"] / n_tool,
+        "accuracy_without_tools": counts["answered_without"] / n_tool,
+        "transcripts": transcripts,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m minillama.tooluse", description="SFT a small model to call tools "
+                                "and measure it on held-out requests.")
+    p.add_argument("--out", required=True, help="output folder (checkpoint/, results.json)")
+    p.add_argument("--init", default="auto", help="checkpoint folder, 'fresh', or 'auto'")
+    p.add_argument("--n-train", type=int, default=6000)
+    p.add_argument("--n-eval", type=int, default=100)
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minillama.utils import set_threads
+
+    args = _parser().parse_args(argv)
+    set_threads()
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
+                                          seed=args.seed, out_dir=out, log_every=args.log_every)
+    train_s = time.perf_counter() - t0
+    heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
+    t1 = time.perf_counter()
+    metrics = evaluate_tool_use(model, cf, heldout)
+    metrics.update(train_s=train_s, eval_s=time.perf_counter() - t1, steps=args.steps, n_train=args.n_train,
+                   params=model.num_params(), final_loss=trainer.history[-1]["loss"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(metrics, indent=2))
+    for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):
+        print(f"{key:>24}: {metrics[key]:.1%}")
+    print(f"trained {args.steps} steps in {train_s:.0f} s; {metrics['params']:,} parameters; results in {out}")
+    print("\n\n".join(metrics["transcripts"][:2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
