@@ -3,7 +3,6 @@
 import pytest
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from minillama.parallel.cp import cp_chunks, cp_positions, gather_sequence, split_for_cp
 from minillama.parallel.launch import launch
@@ -66,3 +65,18 @@ def test_cp4_step_float32():
 def test_cp_bugs_are_detected(mutation):
     """Dropping a chunk (rank i holds chunk i twice) or rotating by local positions must fail the check."""
     assert_detected(run_mesh(cp=2, mutation=mutation))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_with_positions_is_the_model(dtype):
+    """`cp.forward(model, tokens)` (the forward every parallel check uses, positions 0..s−1) gives exactly the
+    logits of `Transformer.forward` (which casts to float32 at the end)."""
+    from minillama.parallel import fourd
+    from minillama.parallel.cp import forward
+
+    model = fourd.build_model(fourd.small_args(), dtype=dtype)
+    tokens = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(forward(model, tokens).float(), model(tokens))
+        # positions given explicitly: the same call
+        assert torch.equal(forward(model, tokens, torch.arange(12)), forward(model, tokens))

@@ -2,9 +2,10 @@
 
 Every rank builds the same single-device `Transformer` (same seed), then cuts out its share:
 
-    1. PP  keeps the layers of its pipeline stage (the first stage owns the embedding, the last the output)
-    2. TP  splits each kept weight matrix over the TP group (`tp.apply_tp`)
-    3. CP  gives attention its K/V all-gather (`cp.apply_cp`); the rank keeps the tokens of chunks i, 2·CP−1−i
+    1. TP  splits each weight matrix over the TP group (`tp.apply_tp`)
+    2. CP  gives attention its K/V all-gather (`cp.apply_cp`); the rank keeps the tokens of chunks i, 2·CP−1−i
+    3. PP  keeps the layers of its pipeline stages (`pp.build_stages`: the first stage owns the embedding, the
+           last the norm and output); done after TP and CP so that the stages hold the sharded modules
     4. DP  FSDP (the paper's choice) or bucketed all-reduce (`dp.DataParallel`) over the ranks that hold the same
            weights but see different tokens: the DP×CP group
 
@@ -12,6 +13,7 @@ Data: the global batch `tokens` (B, S+1) is the same everywhere; DP rank d takes
 its two chunks of the sequence. The loss is the sum of the token losses divided by the *global* token count
 B·S, so gradients are *summed* over DP×CP (never averaged twice).
 
+`Parallel4D(mesh, args, seq_len, ...)` holds a rank's share and its `step(tokens)` (the benchmark trains with it).
 `train_step(sizes, args, tokens, ...)` runs inside each launched rank and returns this rank's loss, gradients and
 updated parameters, by single-device name (TP shards stay shards). `reference_step` is the same step on one
 device with the unmodified model; `compare` slices the reference like the rank's shards and returns the
@@ -28,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
 from minillama.config import ModelArgs
 from minillama.model import Transformer
@@ -39,7 +41,7 @@ from minillama.parallel.launch import device, launch
 from minillama.parallel.mesh import Mesh
 from minillama.parallel.tp import apply_tp, tp_slice, vocab_parallel_cross_entropy
 
-OPTIM = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # AdamW, Llama 3's betas (§3.4.1)
+OPTIM = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # AdamW of the checks
 
 
 def optim_for(dtype: torch.dtype) -> dict:
@@ -87,7 +89,7 @@ def token_losses(logits: Tensor, targets: Tensor, mesh: Mesh) -> Tensor:
 
 
 def shard_model(model: Transformer, mesh: Mesh, seq_len: int) -> Transformer:
-    """Steps 2–3: the TP shard of every weight, then context-parallel attention. In place."""
+    """Steps 1–2: the TP shard of every weight, then context-parallel attention. In place."""
     if mesh.tp > 1:
         apply_tp(model, mesh.tp_group)
     if mesh.cp > 1:
@@ -96,7 +98,7 @@ def shard_model(model: Transformer, mesh: Mesh, seq_len: int) -> Transformer:
 
 
 def cut_pipeline(model: Transformer, mesh: Mesh, virtual_stages: int = 1) -> list:
-    """Step 1: keep this rank's pipeline stages (`pp.build_stages`, which prunes the model in place)."""
+    """Step 3: keep this rank's pipeline stages (`pp.build_stages`, which prunes the model in place)."""
     from minillama.parallel.pp import build_stages
 
     return build_stages(model, mesh.pp_rank, mesh.pp, virtual_stages)
