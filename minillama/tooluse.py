@@ -255,11 +255,19 @@ def _expected_tool(task: ToolTask) -> str | None:
 
 def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens: int = 64, max_steps: int = 3,
                       sandbox_timeout_s: float = 5.0, examples: int = 3) -> dict:
-    """Held-out metrics (see the module docstring) and a few transcripts."""
+    """Held-out metrics (see the module docstring) and a few transcripts.
+
+    `model`: our `Transformer` (run greedily through `agent.TransformerModel`) or any callable `messages -> text`.
+    """
+    import torch
+
     from minillama.agent import Agent, Toolbox, TransformerModel, format_transcript
     from minillama.chat import parse_assistant_text
 
-    lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)
+    if isinstance(model, torch.nn.Module):
+        lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)
+    else:
+        lm = model
     counts = {"tool_requests": 0, "well_formed": 0, "right_tool": 0, "answered_with": 0, "answered_without": 0}
     transcripts = []
     with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s,
