@@ -5,7 +5,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from minillama.parallel import fourd
-from minillama.parallel.dp import DataParallel
+from minillama.parallel.dp import DataParallel, broadcast_parameters
 from minillama.parallel.launch import launch
 from tests.parallel_utils import assert_detected, assert_exact, run_mesh
 
@@ -53,3 +53,15 @@ def test_averaging_gradients_is_detected():
     """Averaging gradients when the loss is already divided by the global token count scales them by 1/DP:
     the check must fail."""
     assert_detected(run_mesh(dp=2, dp_mode="ddp", mutation="dp-average-instead-of-sum"))
+
+
+def _broadcast_job():
+    model = fourd.build_model(fourd.small_args(), seed=dist.get_rank())  # different weights on each rank
+    broadcast_parameters(model, dist.group.WORLD, src=0)
+    ref = fourd.build_model(fourd.small_args(), seed=0)
+    return all(torch.equal(p, q) for p, q in zip(model.parameters(), ref.parameters()))
+
+
+def test_broadcast_parameters():
+    """broadcast_parameters gives every rank rank 0's weights."""
+    assert launch(_broadcast_job, 2) == [True, True]

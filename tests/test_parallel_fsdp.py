@@ -52,3 +52,30 @@ def test_fsdp_step_uneven_shards_float32():
 def test_missing_reduce_scatter_is_detected():
     """A rank that keeps its own gradient shard without the reduce-scatter must fail the check."""
     assert_detected(run_mesh(dp=2, dp_mode="fsdp", mutation="fsdp-skip-reduce-scatter"))
+
+
+def _bf16_job():
+    """bf16 model: float32 master shards, bf16 all-gather, gradients summed in float32."""
+    model = fourd.build_model(fourd.small_args(), dtype=torch.bfloat16)
+    fsdp = FullyShardedDataParallel(model, dist.group.WORLD)
+    tokens = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(dist.get_rank()))
+    fourd.cp_mod.forward(model, tokens).float().sum().backward()
+    gathered_dtypes = {p.dtype for p in model.parameters()}
+    mine = {n: p.grad.float() for n, p in model.named_parameters()}
+    expected = {}
+    for n, g in mine.items():  # the float32 sum over ranks of the bf16 gradients, computed here by hand
+        parts = [torch.empty_like(g) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, g)
+        expected[n] = sum(parts)
+    fsdp.reduce_scatter_grads()
+    got = fsdp.full_grads()
+    return ({u.shard.dtype for u in fsdp.units}, {u.shard.grad.dtype for u in fsdp.units}, gathered_dtypes,
+            max((got[n] - expected[n]).abs().max().item() for n in expected))
+
+
+def test_bf16_model_keeps_float32_shards_and_reduces_in_float32():
+    """The paper's mixed precision: bf16 weights are gathered for compute, the shards (and AdamW) stay float32,
+    and the gradient reduce-scatter runs in float32 (equal to the float32 sum of the ranks' bf16 gradients)."""
+    for shard_dtypes, grad_dtypes, compute_dtypes, diff in launch(_bf16_job, 2):
+        assert shard_dtypes == grad_dtypes == {torch.float32} and compute_dtypes == {torch.bfloat16}
+        assert diff == 0.0
