@@ -15,7 +15,9 @@ CORPUS = (
 
 @pytest.fixture(scope="module")
 def llama3():
-    return Llama3Tokenizer()
+    tok = Llama3Tokenizer.get_instance()
+    assert Llama3Tokenizer.get_instance() is tok
+    return tok
 
 
 @pytest.fixture(scope="module")

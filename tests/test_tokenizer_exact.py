@@ -9,8 +9,7 @@ import pytest
 import regex
 import tiktoken
 
-from minillama.tokenizer import (LLAMA3_PATTERN, BPETokenizer, Llama3Tokenizer, bpe_merge, split_long_runs,
-                                 train_bpe)
+from minillama.tokenizer import LLAMA3_PATTERN, Llama3Tokenizer, bpe_merge, split_long_runs, train_bpe
 from minillama.tokenizer.bpe import _bpe_merge_heap
 
 VARIED = [
@@ -50,7 +49,7 @@ def meta():
 
 @pytest.fixture(scope="module")
 def ours():
-    return Llama3Tokenizer()
+    return Llama3Tokenizer.get_instance()
 
 
 @pytest.fixture(scope="module")

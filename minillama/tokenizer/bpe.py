@@ -23,9 +23,6 @@ import regex
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding
 from minillama.tokenizer.specials import SPECIAL_TOKENS, special_token_ids
 
-Ranks = dict  # dict[bytes, int]
-
-
 # --------------------------------------------------------------------------------------------- rank files
 
 

@@ -17,6 +17,8 @@ from minillama.tokenizer.bpe import BPETokenizer, load_ranks
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding
 from minillama.tokenizer.specials import SPECIAL_TOKENS
 
+_DEFAULT: "Llama3Tokenizer | None" = None
+
 
 def llama3_model_path() -> Path:
     """Path of the `tokenizer.model` shipped by the installed `llama-models` package (no download)."""
@@ -52,6 +54,15 @@ class Llama3Tokenizer(BPETokenizer):
 
             self.model = tiktoken.Encoding(name=self.path.name, pat_str=self.pattern, mergeable_ranks=self.ranks,
                                            special_tokens=self.special_tokens)
+
+    @classmethod
+    def get_instance(cls) -> "Llama3Tokenizer":
+        """One shared default instance (tiktoken backend, real ranks), loaded on first use; like Meta's
+        `Tokenizer.get_instance()`. Loading takes about a second, so tests and notebooks should share it."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            _DEFAULT = cls()
+        return _DEFAULT
 
     def _encode_body(self, text: str, allowed: frozenset, disallowed_special) -> list[int]:
         if self.model is None:

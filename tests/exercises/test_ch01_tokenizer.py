@@ -31,10 +31,10 @@ def meta():
 
 @pytest.fixture(scope="module")
 def ranks():
-    from llama_models.llama3.tokenizer import Tokenizer
-    from llama_models.tokenizer_utils import load_bpe_file
     from pathlib import Path
+
     import llama_models.llama3 as pkg
+    from llama_models.tokenizer_utils import load_bpe_file
 
     return load_bpe_file(Path(pkg.__file__).parent / "tokenizer.model")
 
