@@ -190,9 +190,3 @@ def _run_under_torchrun(fn, world_size: int, args, kwargs, timeout: float) -> li
         if created:
             dist.destroy_process_group()
 
-
-def timed_launch(fn: Callable[..., Any], world_size: int, *args, **kwargs) -> tuple[list[Any], float]:
-    """`launch` and the wall-clock seconds it took (start-up included)."""
-    t0 = time.perf_counter()
-    out = launch(fn, world_size, *args, **kwargs)
-    return out, time.perf_counter() - t0
