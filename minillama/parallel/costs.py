@@ -165,3 +165,50 @@ def cost_rows(preset: str = "llama3.1-405b", virtual_stages: int = 1, sequence_p
                      **{f"comm {k}": v / GiB for k, v in comm.items()}, "bubble": (lay.pp - 1) /
                      (virtual_stages * lay.batch_per_dp), "step s (implied)": step_time(a, lay)})
     return rows
+
+
+def cp_attention_work(seq_len: int, cp: int, balanced: bool = True) -> list[int]:
+    """Causal-attention work per CP rank (query-key pairs, Σ over its tokens of position + 1). Balanced: Llama 3's
+    chunks i and 2·CP−1−i (`minillama.parallel.cp.cp_positions`); else a plain split into CP contiguous pieces."""
+    from minillama.parallel.cp import cp_positions
+
+    if balanced:
+        return [int((cp_positions(seq_len, r, cp) + 1).sum()) for r in range(cp)]
+    piece = seq_len // cp
+    return [sum(p + 1 for p in range(r * piece, (r + 1) * piece)) for r in range(cp)]
+
+
+def plot_cp_balance(seq_len: int = 64, cp: int = 4, ax=None):
+    """Bars of causal-attention work per CP rank: a contiguous split against Llama 3's 2×CP chunks. Returns the
+    figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (plt.subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax))
+    plain, llama = cp_attention_work(seq_len, cp, False), cp_attention_work(seq_len, cp, True)
+    xs = range(cp)
+    ax.bar([x - 0.2 for x in xs], plain, width=0.4, label="contiguous: rank r holds piece r")
+    ax.bar([x + 0.2 for x in xs], llama, width=0.4, label="Llama 3: chunks i and 2·CP−1−i")
+    ax.set_xticks(list(xs), [f"CP rank {r}" for r in xs])
+    ax.set_ylabel("query-key pairs (causal)")
+    ax.set_title(f"attention work per rank, sequence {seq_len}, CP={cp}: max/mean "
+                 f"{max(plain) / (sum(plain) / cp):.2f} vs {max(llama) / (sum(llama) / cp):.2f}", fontsize=9)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_costs(rows: list[dict], what: str = "mem", ax=None):
+    """Stacked bars per layout of the `mem ...` (GiB per GPU) or `comm ...` (GiB sent per GPU per step) columns
+    of `cost_rows`. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (plt.subplots(figsize=(8, 3.2)) if ax is None else (ax.figure, ax))
+    keys = [k for k in rows[0] if k.startswith(what + " ") and not k.endswith("total")]
+    bottom = [0.0] * len(rows)
+    for k in keys:
+        vals = [r[k] for r in rows]
+        ax.barh([r["layout"] for r in rows], vals, left=bottom, label=k[len(what) + 1:])
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xlabel("GiB per GPU" + (" per step (sent)" if what == "comm" else ""))
+    ax.legend(fontsize=7, loc="lower right")
+    ax.invert_yaxis()
+    return fig
