@@ -310,16 +310,17 @@ class Trainer:
 
         cfg = self.cfg
         bar_kwargs = {} if progress is None else {"disable": not progress}
-        bar = progress_bar(total=cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs)
+        self.bar = bar = progress_bar(total=cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs)
         start_wall, window = time.perf_counter(), (time.perf_counter(), self.tokens_seen)
         try:
-            while self.step < cfg.max_steps:
+            while self.step < self.cfg.max_steps:
+                cfg = self.cfg  # a callback may re-plan the run (see `replan_at_warmup_end`)
                 t0 = time.perf_counter()
                 record = self.train_step()
                 self.wall_s += time.perf_counter() - t0
                 for fn in self.callbacks:
                     fn(self, record)
-                last = self.step == cfg.max_steps
+                last = self.step == self.cfg.max_steps
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
                     self.validate()
                 if self.out_dir is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last):
@@ -534,13 +535,37 @@ def fixed_batches(loader, rows: int, max_batches: int) -> list:
     return [loader.next_batch(rows) for _ in range(min(max_batches, loader.n_windows // rows))]
 
 
-def steps_for_tokens(total_tokens: int, ramp: Sequence[tuple[int, int]], seq_len: int) -> int:
-    """Optimizer steps needed to see `total_tokens` under a batch ramp."""
-    steps, tokens = 0, 0
+def steps_for_tokens(total_tokens: int, ramp: Sequence[tuple[int, int]], seq_len: int, start_tokens: int = 0) -> int:
+    """Optimizer steps needed to go from `start_tokens` to `total_tokens` seen under a batch ramp."""
+    steps, tokens = 0, start_tokens
     while tokens < total_tokens:
         tokens += batch_rows_at(tokens, ramp) * seq_len
         steps += 1
     return steps
+
+
+def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
+    """A callback for `--minutes` runs: when warmup ends, measure the real speed (the first guess comes from a few
+    probe steps and is noisy on a busy machine) and set `max_steps` so the run fills `budget_s` seconds from
+    ``clock["start"]``. The cosine only starts after warmup, so the schedule stays one smooth curve."""
+    def callback(trainer: Trainer, record: dict) -> None:
+        cfg = trainer.cfg
+        if trainer.step != max(cfg.warmup_steps, 5) or "done" in clock:
+            return
+        clock["done"] = True
+        elapsed = time.perf_counter() - clock["start"]
+        total = trainer.tokens_seen + int(trainer.tokens_seen / elapsed * max(0.0, budget_s - elapsed))
+        steps = max(trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len,
+                                                                        trainer.tokens_seen))
+        if steps != cfg.max_steps:
+            trainer.cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=max(10, steps // 15),
+                                              ckpt_every=max(10, steps // 10))
+            bar = getattr(trainer, "bar", None)
+            if bar is not None:
+                bar.total = steps
+            (bar.write if bar is not None else print)(f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
+                              f"-> {steps} steps (~{total:,} tokens)")
+    return callback
 
 
 def measure_tokens_per_s(model: Transformer, cfg: TrainConfig, loader, steps: int = 3) -> float:
@@ -577,7 +602,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of the steps, <= 200)")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16 autocast or plain fp32; auto = bf16 where the CPU computes bf16 natively (~2x faster)")
+    p.add_argument("--dim", type=int, default=None, help="override the preset's dim")
+    p.add_argument("--n-layers", type=int, default=None, help="override the preset's n_layers")
+    p.add_argument("--n-heads", type=int, default=None, help="override the preset's n_heads")
+    p.add_argument("--n-kv-heads", type=int, default=None, help="override the preset's n_kv_heads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--ckpt-every", type=int, default=None)
@@ -585,6 +615,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int, default=0, help="print a greedy sample every N steps")
     p.add_argument("--prompt", default="def", help="prompt for samples (no trailing space: see chapter 01)")
     return p
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU has bfloat16 instructions (x86 AVX512-BF16 or AMX), so bf16 autocast is a speed-up."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
 def default_ramp(batch_size: int, seq_len: int, total_tokens: int) -> tuple[tuple[int, int], ...]:
@@ -704,14 +743,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = trainer.cfg
         print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
     else:
-        margs = ModelArgs.from_preset(args.preset, vocab_size=meta["vocab_size"],
+        overrides = {k: v for k, v in (("dim", args.dim), ("n_layers", args.n_layers), ("n_heads", args.n_heads),
+                                       ("n_kv_heads", args.n_kv_heads)) if v is not None}
+        margs = ModelArgs.from_preset(args.preset, vocab_size=meta["vocab_size"], **overrides,
                                       max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len))
         model = Transformer(margs).init_weights(std=0.02, seed=args.seed)
         ramp = () if args.no_ramp else None
         cfg = TrainConfig(max_steps=10, lr=args.lr, min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
                           warmup_steps=0, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
                           batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, seq_len=seq_len,
-                          bf16=args.bf16, seed=args.seed)
+                          bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
+                          seed=args.seed)
         if args.steps is not None:
             steps = args.steps
             total_tokens = steps * args.batch_size * seq_len
@@ -737,7 +779,8 @@ def main(argv: list[str] | None = None) -> int:
                           meta={"data_folder": str(Path(data_folder).resolve()), "preset": args.preset,
                                 "data": args.data, "unigram_entropy": meta.get("unigram_entropy")})
         n = model.num_params()
-        print(f"model {args.preset}: {n:,} parameters ({model.num_params(exclude_embeddings=True):,} without the "
+        print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
+        print(f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters ({model.num_params(exclude_embeddings=True):,} without the "
               f"embedding); train {meta['splits']['train']['tokens']:,} tokens, val "
               f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
               f"nats/token")
@@ -745,13 +788,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sample before training: {sample_text(model, tok, args.prompt, 32)!r}")
     if (Path(data_folder) / "tokenizer.model").is_file() and not trainer.extra_files:
         trainer.extra_files["tokenizer.model"] = (Path(data_folder) / "tokenizer.model").read_bytes()
+    clock = {}
+    if not args.resume and args.steps is None:
+        trainer.callbacks.append(replan_at_warmup_end(args.minutes * 60 * 0.93, clock))
     if args.sample_every and tok is not None:
         def show(tr, record):
             if tr.step % args.sample_every == 0:
                 print(f"\n[step {tr.step}] {sample_text(tr.model, tok, args.prompt, 48)!r}", flush=True)
         trainer.callbacks.append(show)
+    clock["start"] = time.perf_counter()
     trainer.fit()
     last_val = trainer.val_history[-1]["val_loss"] if trainer.val_history else float("nan")
+    cfg = trainer.cfg
     print(f"done: step {trainer.step}/{cfg.max_steps}, {trainer.tokens_seen:,} tokens in {trainer.wall_s / 60:.1f} "
           f"min of training ({trainer.tokens_per_s:,.0f} tokens/s); validation loss {last_val:.3f} nats/token vs "
           f"unigram entropy {meta.get('unigram_entropy', float('nan')):.3f}")

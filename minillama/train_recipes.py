@@ -1,0 +1,108 @@
+"""Recipes on top of the trainer: continued pre-training on a new mix, annealing, checkpoint averaging.
+
+* **Code-expert branch** (paper §4.3.1): Llama 3's code expert is the pre-trained model continued on a
+  code-heavy mix (~1T tokens, >85% code). `continue_on_mixes` starts several continuations from one checkpoint with
+  the same schedule, each on its own data mix, and tracks the loss of each on fixed evaluation sets, so the code
+  validation loss of the code-heavy branch can be compared with a branch that keeps the general mix.
+* **Annealing** (§3.1.3, §3.4.3): over the last 40M tokens, the LR goes linearly to 0 on an upsampled high-quality
+  mix. `anneal` continues a checkpoint with `schedule="linear"` and keeps the last few snapshots.
+* **Checkpoint averaging** (§3.4.3): "we compute the average of model checkpoints (Polyak averaging) during
+  annealing to produce the final pre-trained model". `average_state_dicts` / `average_checkpoints`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from minillama.checkpoint import load_checkpoint
+from minillama.model import Transformer
+from minillama.train import TrainConfig, Trainer, evaluate, lm_loss
+
+__all__ = ["eval_callback", "continue_on_mixes", "anneal", "average_state_dicts", "average_checkpoints"]
+
+
+def _as_model(model_or_folder: Transformer | str | os.PathLike) -> Transformer:
+    if isinstance(model_or_folder, torch.nn.Module):
+        import copy
+
+        return copy.deepcopy(model_or_folder)
+    return load_checkpoint(model_or_folder)
+
+
+def eval_callback(eval_sets: dict[str, Sequence], every: int, curve: list[dict], loss_fn: Callable = lm_loss):
+    """A `Trainer` callback that appends ``{"step", "tokens", <set name>: loss, ...}`` to `curve` every `every`
+    steps (the model is evaluated on each fixed batch list in `eval_sets`)."""
+    def callback(trainer: Trainer, record: dict) -> None:
+        if trainer.step % every == 0 or trainer.step == trainer.cfg.max_steps:
+            row = {"step": trainer.step, "tokens": trainer.tokens_seen}
+            row.update({name: evaluate(trainer.model, batches, loss_fn) for name, batches in eval_sets.items()})
+            curve.append(row)
+    return callback
+
+
+def continue_on_mixes(start: Transformer | str | os.PathLike, loaders: dict[str, object], cfg: TrainConfig,
+                      eval_sets: dict[str, Sequence], eval_every: int = 10,
+                      progress: bool | None = None) -> dict[str, list[dict]]:
+    """Continue the same starting model once per data mix, with the same `cfg`; return each branch's evaluation
+    curve ``[{"step", "tokens", <eval set>: loss}, ...]`` (step 0 = the starting model).
+
+    start:     a model or a checkpoint folder (copied, never changed).
+    loaders:   branch name -> a loader (e.g. `MixedLoader` of code and prose shards with different weights).
+    eval_sets: name -> fixed batches, e.g. ``{"code": code_val_batches, "prose": prose_val_batches}``.
+    """
+    curves = {}
+    for name, loader in loaders.items():
+        model = _as_model(start)
+        curve = [{"step": 0, "tokens": 0, **{k: evaluate(model, b) for k, b in eval_sets.items()}}]
+        trainer = Trainer(model, loader, dataclasses.replace(cfg, eval_every=0, ckpt_every=0),
+                          callbacks=[eval_callback(eval_sets, eval_every, curve)])
+        trainer.fit(progress=progress)
+        curves[name] = curve
+    return curves
+
+
+def anneal(start: Transformer | str | os.PathLike, loader, steps: int, lr: float, seq_len: int,
+           batch_size: int = 8, keep_last: int = 3, seed: int = 0, progress: bool | None = None,
+           **cfg_overrides) -> tuple[Trainer, list[dict[str, Tensor]]]:
+    """Continue `start` for `steps` steps on `loader` (a high-quality mix) with the LR falling linearly from `lr`
+    to 0, no warmup. Returns the trainer and the state dicts of the last `keep_last` steps (for averaging)."""
+    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr=0.0, warmup_steps=0, schedule="linear", batch_size=batch_size,
+                      seq_len=seq_len, seed=seed, eval_every=0, ckpt_every=0, **cfg_overrides)
+    snapshots: list[dict[str, Tensor]] = []
+
+    def keep(trainer: Trainer, record: dict) -> None:
+        if trainer.step > steps - keep_last:
+            snapshots.append({k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+
+    trainer = Trainer(_as_model(start), loader, cfg, callbacks=[keep])
+    trainer.fit(progress=progress)
+    return trainer, snapshots
+
+
+def average_state_dicts(states: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Element-wise mean of state dicts with the same names and shapes (Polyak averaging), in float32."""
+    if not states:
+        raise ValueError("nothing to average: pass at least one state dict")
+    names = list(states[0])
+    for i, s in enumerate(states[1:], start=1):
+        if list(s) != names or any(s[k].shape != states[0][k].shape for k in names):
+            raise ValueError(f"state dict {i} has other tensor names or shapes than state dict 0; average only "
+                             f"checkpoints of the same model")
+    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in names}
+
+
+def average_checkpoints(folders: Sequence[str | os.PathLike]) -> Transformer:
+    """A model whose weights are the mean of the checkpoints in `folders` (all of the same config)."""
+    models = [load_checkpoint(Path(f)) for f in folders]
+    configs = {str(m.args.to_dict()) for m in models}
+    if len(configs) != 1:
+        raise ValueError("checkpoints to average must share one ModelArgs config")
+    model = models[0]
+    model.load_state_dict(average_state_dicts([m.state_dict() for m in models]))
+    return model
