@@ -40,6 +40,26 @@ def _rank0_waits_alone():
         time.sleep(20)
 
 
+def _unpicklable_result():
+    return lambda: None
+
+
+def _rank1_exits_quietly():
+    if dist.get_rank() == 1:
+        os._exit(0)
+    return 1
+
+
+def test_unpicklable_result_and_quiet_exit_are_errors():
+    """A result that cannot be pickled, or a rank that leaves with exit code 0 without returning, is an error
+    naming the rank (the launcher must not wait forever for its message)."""
+    with pytest.raises(WorkerError, match="pickle"):
+        launch(_unpicklable_result, 2)
+    with pytest.raises(WorkerError, match="without returning a result") as err:
+        launch(_rank1_exits_quietly, 2)
+    assert err.value.rank == 1
+
+
 def test_results_come_back_by_rank_with_one_thread_each():
     """Each rank runs fn(*args); the list is ordered by rank; the all-reduce sums 0+1+2; one torch thread per rank."""
     out = launch(_sum_of_ranks, 3, "x")

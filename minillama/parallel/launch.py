@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import queue
 import shutil
 import tempfile
@@ -114,19 +115,18 @@ def _collect(procs: list, results, world_size: int) -> list[Any]:
             rank, when, ok, payload = results.get(timeout=0.05)
         except queue.Empty:
             dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in out]
+            if not dead:  # fn called os._exit(0): it will never report
+                dead = [r for r, p in enumerate(procs) if p.exitcode == 0 and r not in out]
             if dead:  # died without a message (e.g. gloo abort): give its last words a moment to arrive
                 try:
                     rank, when, ok, payload = results.get(timeout=1.0)
                 except queue.Empty:
-                    code = procs[dead[0]].exitcode
-                    why = f"signal {-code}" if code < 0 else f"exit code {code}"
-                    raise WorkerError(dead[0], f"process died ({why}) without a Python traceback; a mismatched "
-                                      "collective aborts gloo: rerun with TORCH_DISTRIBUTED_DEBUG=DETAIL") from None
+                    raise WorkerError(dead[0], _silent_death(procs[dead[0]].exitcode)) from None
             else:
                 continue
         if not ok:
             raise WorkerError(*_first_failure(procs, results, (when, rank, payload)))
-        out[rank] = payload
+        out[rank] = pickle.loads(payload)
     return [out[r] for r in range(world_size)]
 
 
@@ -146,11 +146,16 @@ def _first_failure(procs: list, results, first: tuple[float, int, str]) -> tuple
     reported = {r for _, r, _ in failures}
     silent = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0, 1) and r not in reported]
     if silent:
-        code = procs[silent[0]].exitcode
-        why = f"signal {-code}" if code < 0 else f"exit code {code}"
-        return silent[0], (f"process died ({why}) without a Python traceback (a mismatched collective aborts "
-                           f"gloo: rerun with TORCH_DISTRIBUTED_DEBUG=DETAIL); then rank {rank} failed:\n{payload}")
+        return silent[0], f"{_silent_death(procs[silent[0]].exitcode)}\nthen rank {rank} failed:\n{payload}"
     return rank, payload
+
+
+def _silent_death(code: int) -> str:
+    if code == 0:
+        return "process exited (code 0) without returning a result (os._exit inside fn?)"
+    why = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return (f"process died ({why}) without a Python traceback; a mismatched collective aborts gloo: rerun with "
+            "TORCH_DISTRIBUTED_DEBUG=DETAIL")
 
 
 def _worker(fn, rank: int, world_size: int, store: str, timeout: float, args, kwargs, results) -> None:
@@ -160,7 +165,7 @@ def _worker(fn, rank: int, world_size: int, store: str, timeout: float, args, kw
     try:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
                                 timeout=timedelta(seconds=timeout))
-        value = fn(*args, **kwargs)
+        value = pickle.dumps(fn(*args, **kwargs))  # an unpicklable result fails here, with its traceback
     except BaseException:  # noqa: BLE001 - report before the group closes, so the others' errors come later
         results.put((rank, time.time(), False, traceback.format_exc()))
         results.close()
