@@ -119,6 +119,21 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         load_ranks(bad)
     with pytest.raises(FileNotFoundError):
         Llama3Tokenizer(tmp_path / "missing.model")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train_bpe([tmp_path / "missing.txt"], 600)
+    with pytest.raises(TypeError, match="pathlib.Path"):
+        train_bpe([b"bytes"], 600)
+
+
+def test_train_from_files_equals_train_from_text(tmp_path):
+    """A folder of files trains exactly like the same documents passed as strings."""
+    (tmp_path / "docs").mkdir()
+    docs = [CORPUS[:1500], CORPUS[1500:3000], CORPUS[3000:]]
+    for i, d in enumerate(docs):
+        (tmp_path / "docs" / f"{i}.txt").write_text(d, encoding="utf-8")
+    a = train_bpe(tmp_path / "docs", 600)
+    b = train_bpe(docs, 600)
+    assert a.ranks == b.ranks and a.merges == b.merges
 
 
 def test_pattern_is_meta_pattern():

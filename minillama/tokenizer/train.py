@@ -34,7 +34,8 @@ import regex
 
 
 def _documents(corpus) -> Iterable[str]:
-    """A str is one document; a Path (or `os.PathLike`) is a UTF-8 file; an iterable yields str or Path items."""
+    """A str is one document; a Path (or `os.PathLike`) is a UTF-8 file, or a folder of them; an iterable yields str
+    or Path items."""
     if isinstance(corpus, str):
         yield corpus
         return
@@ -44,7 +45,14 @@ def _documents(corpus) -> Iterable[str]:
         if isinstance(item, str):
             yield item
         elif isinstance(item, os.PathLike):
-            yield Path(item).read_text(encoding="utf-8", errors="replace")
+            path = Path(item)
+            if path.is_dir():
+                for f in sorted(p for p in path.rglob("*") if p.is_file()):
+                    yield f.read_text(encoding="utf-8", errors="replace")
+            elif path.is_file():
+                yield path.read_text(encoding="utf-8", errors="replace")
+            else:
+                raise FileNotFoundError(f"corpus file {path} does not exist (pass text as a str, files as Paths)")
         else:
             raise TypeError(f"corpus items must be str (text) or pathlib.Path (a file), got {type(item).__name__}")
 
@@ -165,7 +173,8 @@ def train_bpe(text, vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOK
     `special_tokens=()` for a plain BPE where every one of the `vocab_size` ids is a rank.
 
     Args:
-        text: the corpus: a str, a `pathlib.Path`, or an iterable of str documents / Paths.
+        text: the corpus: a str (the text itself), a `pathlib.Path` (a file or folder), or an iterable of str
+            documents / Paths.
         vocab_size: ranks + special tokens; at least 256 + len(special_tokens).
         special_tokens: appended after the ranks, in order (default: Llama 3's 256).
         pattern: pre-tokenization regex (default: Llama 3's).
