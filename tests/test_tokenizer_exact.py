@@ -65,6 +65,18 @@ def _random_texts(n, seed):
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(n)]
 
 
+def test_special_tokens_equal_llama_models(meta, ours, ours_py):
+    """The special-token table, vocabulary size, BOS/EOS/EOT/EOM/pad/python_tag ids and stop tokens equal Meta's;
+    the ranks equal the ones llama_models reads from the same file."""
+    for tok in (ours, ours_py):
+        assert tok.special_tokens == meta.special_tokens
+        assert tok.n_words == meta.n_words
+        assert (tok.bos_id, tok.eos_id, tok.eot_id, tok.eom_id, tok.pad_id, tok.python_tag_id) == (
+            meta.bos_id, meta.eos_id, meta.eot_id, meta.eom_id, meta.pad_id, meta.python_tag_id)
+        assert tok.stop_tokens == meta.stop_tokens
+    assert ours.ranks == meta.model._mergeable_ranks
+
+
 def test_python_encoder_equals_tiktoken(meta, ours_py):
     """The from-scratch encoder over the real 128K ranks gives exactly tiktoken's ids on a varied corpus."""
     enc: tiktoken.Encoding = meta.model
