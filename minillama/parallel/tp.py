@@ -18,6 +18,8 @@ the paper). Two kinds of linear layer do it with one all-reduce each way per pai
 Two autograd functions carry the communication (Megatron's f and g):
     `copy_to_tp`:     forward identity,    backward all-reduce   (at the input of a column-parallel layer)
     `reduce_from_tp`: forward all-reduce,  backward identity     (at the output of a row-parallel layer)
+Here every column-parallel layer carries its own f, so backward all-reduces the input gradient of wq, wk and wv
+separately (and of w1 and w3); Megatron fuses those matrices so that one all-reduce serves each group.
 Norm weights are replicated; their gradients come out identical on every TP rank, so they need no reduction.
 
 Shapes: b batch, s sequence, d dim, v vocab, T TP size; a trailing `_t` means "this rank's 1/T share".
