@@ -72,6 +72,31 @@ def _cases(cases):
     return [_one_case(*case) for case in cases]
 
 
+def _subgroup_case():
+    """Mesh(pp=2, dp=2) on 4 ranks: each DP replica pipelines its own rows over its PP sub-group (global ranks
+    [0, 1] or [2, 3]); messages must stay inside the sub-group."""
+    from minillama.parallel.mesh import Mesh
+
+    mesh = Mesh(tp=1, cp=1, pp=2, dp=2)
+    args = tiny_args(2)
+    gen = torch.Generator().manual_seed(77)
+    tokens = torch.randint(0, args.vocab_size, (2, 4 * B, S), generator=gen)[mesh.dp_rank]  # this replica's rows
+    ref = Transformer(args).init_weights(seed=8).double()
+    loss_ref = F.cross_entropy(logits_no_cast(ref, tokens).flatten(0, 1), tokens.flatten())
+    loss_ref.backward()
+    model = Transformer(args).init_weights(seed=8).double()
+    stages = build_stages(model, mesh.pp_rank, mesh.pp, 2)
+    loss = run_schedule(stages, make_schedule("interleaved", 2, 4, 2), list(tokens.chunk(4)), list(tokens.chunk(4)),
+                        group=mesh.pp_group)
+    ref_params = dict(ref.named_parameters())
+    grad_diff = max((p.grad - ref_params[k].grad).abs().max().item() for k, p in model.named_parameters())
+    return {"loss_diff": abs(loss.item() - loss_ref.item()), "grad_diff": grad_diff, "pp_ranks": mesh.ranks("pp")}
+
+
+def _cases_and_subgroup(cases):
+    return _cases(cases) + [_subgroup_case()]
+
+
 CASES_2 = [
     ("gpipe", 1, 4, 2, "float64"),
     ("1f1b", 1, 4, 2, "float64"),
@@ -96,7 +121,7 @@ def results_2():
 
 @pytest.fixture(scope="module")
 def results_4():
-    return launch(_cases, 4, CASES_4, timeout=60)
+    return launch(_cases_and_subgroup, 4, CASES_4, timeout=60)
 
 
 def _check(per_rank, i, case):
@@ -121,6 +146,14 @@ def test_wrong_normaliser_is_caught(results_2):
     """Normalising each micro-batch by its own token count (then summing) gives a different loss: the comparison
     above can fail."""
     assert all(r[-1]["loss_diff"] > 1e-3 for r in results_2)
+
+
+def test_pipeline_on_a_mesh_subgroup(results_4):
+    """On Mesh(pp=2, dp=2) each DP replica runs the interleaved schedule over its own PP sub-group (global ranks
+    [0, 1] / [2, 3]) and matches one device on its own rows: messages use group ranks, not global ones."""
+    assert [r[-1]["pp_ranks"] for r in results_4] == [[0, 1], [0, 1], [2, 3], [2, 3]]
+    for r in results_4:
+        assert r[-1]["loss_diff"] <= 1e-10 and r[-1]["grad_diff"] <= 1e-10, r[-1]
 
 
 @pytest.mark.parametrize("i", range(len(CASES_4)))
