@@ -45,6 +45,7 @@ __all__ = [
     "estimate_jaccard",
     "jaccard",
     "lsh_collision_probability",
+    "plot_s_curve",
     "optimal_lsh_params",
     "lsh_band_keys",
     "lsh_candidate_pairs",
@@ -164,6 +165,23 @@ def jaccard(a: set, b: set) -> float:
 def lsh_collision_probability(s, bands: int, rows: int):
     """P[a pair with Jaccard `s` shares at least one band] = 1 - (1 - s^rows)^bands (works on arrays)."""
     return 1.0 - (1.0 - np.asarray(s, dtype=np.float64) ** rows) ** bands
+
+
+def plot_s_curve(bands: int, rows: int, threshold: float | None = None, ax=None):
+    """Plot the LSH S-curve 1 - (1 - s^rows)^bands against Jaccard s, with the threshold. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    s = np.linspace(0, 1, 201)
+    ax.plot(s, lsh_collision_probability(s, bands, rows), label=f"b={bands}, r={rows}")
+    if threshold is not None:
+        ax.axvline(threshold, color="gray", ls="--", label=f"threshold {threshold}")
+    ax.axvline((1 / bands) ** (1 / rows), color="tab:orange", ls=":", label="(1/b)^(1/r)")
+    ax.set_xlabel("Jaccard similarity of the pair")
+    ax.set_ylabel("P[candidate pair]")
+    ax.legend(fontsize=8)
+    return ax.figure
 
 
 def optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from minillama.data.corpus import Document
 
-__all__ = ["StepReport", "Pipeline", "default_pipeline", "format_reports", "exact_dedup_step"]
+__all__ = ["StepReport", "Pipeline", "default_pipeline", "format_reports", "plot_reports", "exact_dedup_step"]
 
 #: How many removed documents a report keeps with a text snippet.
 MAX_EXAMPLES = 5
@@ -172,3 +172,21 @@ def format_reports(reports: Sequence[StepReport]) -> str:
             f"{r.bytes_removed / 1e6:>12.3f}{r.seconds:>7.2f}  {r.reason}"
         )
     return "\n".join(rows)
+
+
+def plot_reports(reports: Sequence[StepReport], ax=None):
+    """Bar chart of what each step removed: documents (bars) and megabytes (labels). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    names = [r.name for r in reports]
+    removed = [r.docs_removed for r in reports]
+    bars = ax.bar(names, removed, color="tab:red", alpha=0.75)
+    for bar, r in zip(bars, reports):
+        ax.annotate(f"{r.bytes_removed / 1e3:.0f} kB", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("documents removed")
+    ax.set_title("What each step removed (label: bytes removed, incl. edits)")
+    ax.tick_params(axis="x", rotation=30)
+    return ax.figure
