@@ -201,14 +201,16 @@ def plot_costs(rows: list[dict], what: str = "mem", ax=None):
     of `cost_rows`. Returns the figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = (plt.subplots(figsize=(8, 3.2)) if ax is None else (ax.figure, ax))
+    fig, ax = (plt.subplots(figsize=(10, 3.2)) if ax is None else (ax.figure, ax))
     keys = [k for k in rows[0] if k.startswith(what + " ") and not k.endswith("total")]
     bottom = [0.0] * len(rows)
     for k in keys:
         vals = [r[k] for r in rows]
         ax.barh([r["layout"] for r in rows], vals, left=bottom, label=k[len(what) + 1:])
         bottom = [b + v for b, v in zip(bottom, vals)]
+    if what == "mem":  # an H100 has 80 GB
+        ax.axvline(80e9 / GiB, color="black", ls="--", lw=1, label="H100 memory (80 GB)")
     ax.set_xlabel("GiB per GPU" + (" per step (sent)" if what == "comm" else ""))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.invert_yaxis()
     return fig
