@@ -3,9 +3,10 @@
 Llama 3 learns tool use from dialogs in which the assistant calls a tool, reads the result and answers. We build
 such dialogs synthetically, three kinds of request:
 
-- **calc**: arithmetic too long to do "in the head" (`What is 4821 * 37?`). With tools on, the assistant writes
-  `wolfram_alpha.call(query="4821 * 37")<|eom_id|>`, reads `178377` and answers `4821 * 37 = 178377.`
-- **code**: questions a short program answers (count letters, reverse a word, sort numbers, sum a range, primality).
+- **calc**: arithmetic a small model cannot do "in its head" (`What is 47 * 83 - 5?`). With tools on, the
+  assistant writes `wolfram_alpha.call(query="47 * 83 - 5")<|eom_id|>`, reads `3896` and answers
+  `The answer is 3896.`
+- **code**: questions a short program answers (sort a list, its maximum, reverse it, sum a range).
   The assistant writes `<|python_tag|>print(...)<|eom_id|>`, reads `completed [stdout]...[/stdout]`, answers.
 - **chat**: greetings and small talk, answered directly (the right tool choice is *no* tool).
 
@@ -50,10 +51,6 @@ TODAY = "21 September 2024"
 TOOLS_ON = builtin_system_prompt(("code_interpreter", "wolfram_alpha"), TODAY)
 TOOLS_OFF = builtin_system_prompt((), TODAY)
 
-WORDS = ("llama", "banana", "mississippi", "bookkeeper", "parallel", "tokenizer", "attention", "gradient",
-         "committee", "assessment", "balloon", "coffee", "letter", "pepper", "success", "occurrence", "referee",
-         "alpaca", "vicuna", "guanaco", "kangaroo", "zebra", "giraffe", "elephant", "hippopotamus", "cheetah",
-         "rhinoceros", "armadillo", "chameleon", "platypus", "octopus", "dolphin", "penguin", "flamingo")
 NAMES = ("Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Dennis", "Margaret", "Edsger", "Donald", "Frances",
          "John", "Radia", "Guido", "Bjarne", "Yann", "Geoffrey", "Fei", "Andrej", "Ilya", "Oriol", "Noam")
 
@@ -73,34 +70,29 @@ class ToolTask:
 
 
 def _calc_task(rng: random.Random) -> ToolTask:
-    a, b, c = rng.randint(100, 9999), rng.randint(11, 999), rng.randint(2, 99)
-    expr = rng.choice([f"{a} * {b}", f"{a} + {b} * {c}", f"{a} - {b}", f"({a} + {b}) * {c}", f"{a} * {c} - {b}"])
+    a, b, c = rng.randint(10, 99), rng.randint(10, 99), rng.randint(2, 9)
+    expr = rng.choice([f"{a} * {b}", f"{a} * {b} + {c}", f"{a} * {b} - {c}", f"({a} + {b}) * {c}",
+                       f"{a} * {b} * {c}"])
     template = rng.choice(["What is {e}?", "Compute {e}.", "How much is {e}?", "Calculate {e}.", "{e} = ?"])
     out = calculate(expr)
     assert out["ok"], out
     return ToolTask("calc", template.format(e=expr), {"tool_name": "wolfram_alpha", "arguments": {"query": expr}},
-                    out["result"], f"{expr} = {out['result']}.", out["result"])
+                    out["result"], f"The answer is {out['result']}.", out["result"])
 
 
 def _code_task(rng: random.Random) -> ToolTask:
-    kind = rng.randrange(5)
+    nums = ", ".join(str(rng.randint(10, 99)) for _ in range(rng.randint(3, 5)))
+    kind = rng.randrange(4)
     if kind == 0:
-        word = rng.choice(WORDS)
-        ch = rng.choice(sorted(set(word)))
-        prompt, code = f"How many times does the letter '{ch}' appear in '{word}'?", f"print('{word}'.count('{ch}'))"
-    elif kind == 1:
-        word = rng.choice(WORDS)
-        prompt, code = f"Reverse the word '{word}'.", f"print('{word}'[::-1])"
-    elif kind == 2:
-        nums = ", ".join(str(rng.randint(0, 99)) for _ in range(rng.randint(3, 6)))
         prompt, code = f"Sort these numbers: {nums}.", f"print(sorted([{nums}]))"
-    elif kind == 3:
-        n = rng.randint(10, 999)
-        prompt, code = f"What is the sum of the numbers from 1 to {n}?", f"print(sum(range(1, {n} + 1)))"
+    elif kind == 1:
+        prompt, code = f"What is the largest of {nums}?", f"print(max([{nums}]))"
+    elif kind == 2:
+        prompt, code = f"Reverse the list [{nums}].", f"print([{nums}][::-1])"
     else:
-        n = rng.randint(10, 9999)
-        prompt = f"Is {n} a prime number?"
-        code = f"print({n} > 1 and all({n} % d for d in range(2, int({n} ** 0.5) + 1)))"
+        lo = rng.randint(10, 60)
+        hi = rng.randint(lo + 5, 99)
+        prompt, code = f"What is the sum of the numbers from {lo} to {hi}?", f"print(sum(range({lo}, {hi} + 1)))"
     stdout = _run_trusted(code)
     from minillama.chat import format_tool_result
 
@@ -132,8 +124,9 @@ def _chat_task(rng: random.Random) -> ToolTask:
 
 
 def make_tasks(n: int, split: str = "train", seed: int = 0, mix=(0.4, 0.4, 0.2)) -> list[ToolTask]:
-    """`n` tasks (calc, code, chat in proportions `mix`). Splits use disjoint random streams and the held-out
-    split drops any prompt that the train split of the same seed could produce in its first 20,000 tasks."""
+    """`n` tasks (calc, code, chat in proportions `mix`). Splits use disjoint random streams, and the held-out
+    split drops any calc/code task whose expression or program appears among the first 20,000 train tasks of the
+    same seed (whatever the wording), so held-out questions are new to the model."""
     if split not in ("train", "heldout"):
         raise ValueError("split must be 'train' or 'heldout'")
     rng = random.Random(f"{split}-{seed}")
@@ -142,7 +135,7 @@ def make_tasks(n: int, split: str = "train", seed: int = 0, mix=(0.4, 0.4, 0.2))
     tasks = []
     while len(tasks) < n:
         task = rng.choices(makers, weights=mix)[0](rng)
-        if task.prompt not in seen or task.kind == "chat":
+        if task.kind == "chat" or _task_key(task) not in seen:
             tasks.append(task)
     return tasks
 
@@ -150,11 +143,15 @@ def make_tasks(n: int, split: str = "train", seed: int = 0, mix=(0.4, 0.4, 0.2))
 _TRAIN_PROMPTS: dict[int, set] = {}
 
 
+def _task_key(task: ToolTask) -> str:
+    return json.dumps(task.call["arguments"]) if task.call else task.prompt
+
+
 def _train_prompts(seed: int) -> set:
     if seed not in _TRAIN_PROMPTS:
         rng = random.Random(f"train-{seed}")
-        _TRAIN_PROMPTS[seed] = {rng.choices((_calc_task, _code_task, _chat_task), weights=(0.4, 0.4, 0.2))[0](
-            rng).prompt for _ in range(20_000)}
+        _TRAIN_PROMPTS[seed] = {_task_key(rng.choices((_calc_task, _code_task, _chat_task), weights=(0.4, 0.4, 0.2))[0](
+            rng)) for _ in range(20_000)}
     return _TRAIN_PROMPTS[seed]
 
 
@@ -319,6 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
+    p.add_argument("--eval-only", default=None, help="evaluate this checkpoint folder instead of training")
     return p
 
 
@@ -329,14 +327,24 @@ def main(argv: list[str] | None = None) -> int:
     set_threads()
     out = Path(args.out)
     t0 = time.perf_counter()
-    model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
-                                          seed=args.seed, out_dir=out, log_every=args.log_every)
+    if args.eval_only:
+        from minillama.checkpoint import load_checkpoint
+        from minillama.posttrain.common import load_chat_format
+
+        folder = Path(args.eval_only)
+        model, cf, trainer = load_checkpoint(folder / "checkpoint" if (folder / "checkpoint").is_dir() else folder), \
+            load_chat_format(), None
+        model.eval()
+    else:
+        model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
+                                              seed=args.seed, out_dir=out, log_every=args.log_every)
     train_s = time.perf_counter() - t0
     heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
     t1 = time.perf_counter()
     metrics = evaluate_tool_use(model, cf, heldout)
     metrics.update(train_s=train_s, eval_s=time.perf_counter() - t1, steps=args.steps, n_train=args.n_train,
-                   params=model.num_params(), final_loss=trainer.history[-1]["loss"])
+                   params=model.num_params(), final_loss=trainer.history[-1]["loss"] if trainer else None,
+                   eval_only=args.eval_only)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(metrics, indent=2))
     for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):
