@@ -65,6 +65,7 @@ OPTIMIZER_STATE = "optimizer.st"  # safetensors format; not *.safetensors, which
 RNG_STATE = "rng.st"  # safetensors format
 CHECKPOINT = "checkpoint"  # the folder name inside a run folder
 LOSS_PLOT = "loss.png"
+SHIPPED = "tiny-stdlib"  # minillama/assets/tiny-stdlib: the course tokenizer and a tiny model trained here
 
 
 # ====================================================================== the recipe as pure functions
@@ -144,7 +145,7 @@ def evaluate(model: torch.nn.Module, batches: Sequence, loss_fn: Callable = lm_l
     was_training = model.training
     model.eval()
     total = 0.0
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=bf16):
         for batch in batches:
             total += float(loss_fn(model, batch))
     model.train(was_training)
@@ -223,7 +224,7 @@ def _batch_tokens(batch) -> int:
 
 # ====================================================================== the trainer
 class Trainer:
-    """A run: model + AdamW + schedule + data position + history, one `step()` at a time.
+    """A run: model + AdamW + schedule + data position + history, one `train_step()` at a time.
 
     model:       a `Transformer` (or any module `loss_fn` understands).
     loader:      has ``next_batch(rows)``, ``state_dict()``, ``load_state_dict(state)`` (see `ShardLoader`).
@@ -245,6 +246,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks, self.extra_files, self.meta = list(callbacks), dict(extra_files or {}), dict(meta or {})
         self.param_names, self.optimizer = self._make_optimizer()
+        self.device_type = next(model.parameters()).device.type
         self.step, self.tokens_seen, self.wall_s = 0, 0, 0.0
         self.history: list[dict] = []  # one record per step: step, tokens, rows, lr, loss, grad_norm
         self.val_history: list[dict] = []  # step, tokens, val_loss
@@ -280,7 +282,7 @@ class Trainer:
         loss_sum, tokens = 0.0, 0
         for _ in range(n_micro):
             batch = self.loader.next_batch(micro)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 loss = self.loss_fn(self.model, batch)
             (loss / n_micro).backward()
             loss_sum += loss.item()
@@ -679,7 +681,7 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
 def _shipped_tokenizer() -> Path | None:
     from minillama.utils import assets_dir
 
-    path = assets_dir() / "tokenizer.model"
+    path = assets_dir() / SHIPPED / "tokenizer.model"
     return path if path.is_file() else None
 
 

@@ -24,7 +24,66 @@ from minillama.checkpoint import load_checkpoint
 from minillama.model import Transformer
 from minillama.train import TrainConfig, Trainer, evaluate, lm_loss
 
-__all__ = ["eval_callback", "continue_on_mixes", "anneal", "average_state_dicts", "average_checkpoints"]
+__all__ = ["shipped_checkpoint", "load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes", "anneal", "average_state_dicts", "average_checkpoints"]
+
+
+def shipped_checkpoint() -> Path:
+    """The folder of the tiny model shipped with minillama (trained by `minillama pretrain`, see its REPRODUCE.txt):
+    config.json, model.safetensors, tokenizer.model (the course's 8K BPE), golden.json."""
+    from minillama.train import SHIPPED
+    from minillama.utils import assets_dir
+
+    return assets_dir() / SHIPPED
+
+
+def load_shipped():
+    """(model, tokenizer) of the shipped tiny checkpoint: a start for later chapters and learners in a hurry."""
+    from minillama.tokenizer import BPETokenizer
+
+    folder = shipped_checkpoint()
+    return load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
+
+
+GOLDEN_PROMPTS = ("def", "class", "import")
+GOLDEN_NEW_TOKENS = 32
+
+
+def golden_continuations(model: Transformer, tokenizer, prompts=GOLDEN_PROMPTS,
+                         max_new_tokens: int = GOLDEN_NEW_TOKENS) -> list[dict]:
+    """Greedy continuations (new token ids and text) of each prompt after BOS, with the KV cache."""
+    from minillama.generate import generate
+
+    out = []
+    for prompt in prompts:
+        ids = tokenizer.encode(prompt, bos=True)
+        new = generate(model, [ids], max_new_tokens, temperature=0.0)[0]
+        out.append({"prompt": prompt, "prompt_ids": ids, "max_new_tokens": max_new_tokens, "new_tokens": new,
+                    "text": tokenizer.decode(new)})
+    return out
+
+
+def export_shipped(checkpoint: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+    """Copy a training checkpoint's model and tokenizer (not its optimizer state) to the shipped-asset folder and
+    write ``golden.json``: greedy continuations that `tests/test_train_assets.py` checks."""
+    import json
+    import shutil
+
+    from minillama.tokenizer import BPETokenizer
+    from minillama.train import read_trainer_state
+
+    checkpoint = Path(checkpoint)
+    folder = Path(folder) if folder is not None else shipped_checkpoint()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors", "tokenizer.model"):
+        shutil.copyfile(checkpoint / name, folder / name)
+    model, tok = load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
+    state = read_trainer_state(checkpoint)
+    golden = {"continuations": golden_continuations(model, tok), "step": state["step"],
+              "tokens_seen": state["tokens_seen"], "val_loss": state["val_history"][-1]["val_loss"],
+              "unigram_entropy": state["meta"].get("unigram_entropy"),
+              "torch": torch.__version__}
+    (folder / "golden.json").write_text(json.dumps(golden, indent=1))
+    return folder
 
 
 def _as_model(model_or_folder: Transformer | str | os.PathLike) -> Transformer:

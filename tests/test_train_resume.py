@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     train(model, loader, cfg, val_batches=val, out_dir=out, resume=resume, progress=False,
           callbacks=[lambda tr, rec: time.sleep(pause)])
 """)
-CFG = dict(max_steps=30, lr=3e-3, min_lr=3e-4, warmup_steps=4, batch_ramp=((0, 2), (200, 4)), micro_batch_size=2,
+CFG = dict(max_steps=24, lr=3e-3, min_lr=3e-4, warmup_steps=4, batch_ramp=((0, 2), (200, 4)), micro_batch_size=2,
            seq_len=16, eval_every=5, ckpt_every=5)
 
 
