@@ -21,11 +21,11 @@ def chat_format():
 
 def test_assistant_mask_covers_exactly_the_answer_and_its_eot(chat_format):
     """Targets are the assistant's content tokens plus its closing <|eot_id|>; prompt, headers and bos are not."""
-    task = T.Task("sort", (3, 1, 2))
-    ex = render(chat_format, task.messages(task.answer, system=True))
+    task = T.Task("max", (3, 1, 2))
+    ex = render(chat_format, task.messages("The answer is 3", system=True))
     target_ids = [t for t, m in zip(ex.tokens, ex.target) if m]
     assert target_ids[-1] == chat_format.eot_id
-    assert chat_format.tokenizer.decode(target_ids[:-1]) == "1 2 3"
+    assert chat_format.tokenizer.decode(target_ids[:-1]) == "The answer is 3"
     # everything before the assistant's first token is the prompt: system, user, and the assistant header
     first = ex.target.index(True)
     prompt = chat_format.encode_dialog_prompt(task.messages(system=True))
@@ -35,11 +35,11 @@ def test_assistant_mask_covers_exactly_the_answer_and_its_eot(chat_format):
 
 def test_dpo_render_masks_formatting_tokens(chat_format):
     """With the formatting ids excluded the eot leaves the targets; the words stay."""
-    task = T.Task("reverse", (5, 6, 7))
-    ex = render(chat_format, task.messages("7 6 5"), exclude_ids=dialog_formatting_ids(chat_format))
+    task = T.Task("last", (5, 6, 7))
+    ex = render(chat_format, task.messages("7 it is"), exclude_ids=dialog_formatting_ids(chat_format))
     target_ids = [t for t, m in zip(ex.tokens, ex.target) if m]
     assert chat_format.eot_id not in target_ids
-    assert chat_format.tokenizer.decode(target_ids) == "7 6 5"
+    assert chat_format.tokenizer.decode(target_ids) == "7 it is"
 
 
 def test_sft_labels_shift_and_ignore():
@@ -127,8 +127,24 @@ def test_tasks_split_and_checker():
         assert T.check(t, t.answer) and T.check(t, f" {t.answer} ")
         bad = T.corrupt(t, rng, 1)
         assert not T.check(t, bad) and T.score(t, bad) < 1.0
-    t = T.Task("sort", (3, 1, 2))
-    assert T.score(t, "1 2 9") == pytest.approx(2 / 3)
-    assert T.score(t, "no idea") == 0.0
+    t = T.Task("max", (3, 1, 2))
+    assert T.solve("last", (3, 1, 2)) == 2 and T.solve("min", (3, 1, 2)) == 1 and T.solve("count", (3, 1, 2)) == 3
+    assert T.score(t, "3") == 1.0 and T.score(t, "5") == pytest.approx(0.8) and T.score(t, "9") > T.score(t, "12")
+    assert T.score(t, "no idea") == 0.0 and T.score(t, "3 3") == 0.0
     with pytest.raises(ValueError, match="split"):
         T.make_tasks(3, "test")
+
+
+def test_target_only_logprobs_and_sft_loss_match_full_logits():
+    """Projecting only labelled positions gives the same per-token log-probs and loss as full logits."""
+    from minillama.posttrain.data import sft_loss, target_logprobs, token_logprobs
+
+    args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, multiple_of=16, max_seq_len=64)
+    model = Transformer(args).init_weights(std=0.1, seed=0)
+    g = torch.Generator().manual_seed(2)
+    exs = [Example(torch.randint(1, 50, (n,), generator=g).tolist(), [i > 2 for i in range(n)]) for n in (6, 8, 5)]
+    b = pack_examples(exs, seq_len=12)
+    full = token_logprobs(forward(model, b.tokens, b.doc_ids), b.labels)
+    torch.testing.assert_close(target_logprobs(model, b.tokens, b.labels, b.doc_ids), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sft_loss(model, b), masked_cross_entropy(forward(model, b.tokens, b.doc_ids), b.labels),
+                               atol=1e-5, rtol=1e-5)

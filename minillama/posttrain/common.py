@@ -17,11 +17,13 @@ FRESH_ARGS = dict(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, multiple_of=32, 
 
 
 def shipped_tokenizer_path() -> Path:
-    path = assets_dir() / "tokenizer.model"
-    if not path.is_file():
-        raise FileNotFoundError(f"no course tokenizer at {path}; pass --tokenizer PATH (a rank file from "
-                                "`minillama tokenizer`)")
-    return path
+    """The course tokenizer shipped with the package: beside the shipped checkpoint, or directly in assets/."""
+    ckpt = shipped_checkpoint()
+    for path in ([ckpt / "tokenizer.model"] if ckpt else []) + [assets_dir() / "tokenizer.model"]:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no course tokenizer in {assets_dir()}; pass --tokenizer PATH (a rank file from "
+                            "`minillama tokenizer`)")
 
 
 def shipped_checkpoint() -> Path | None:

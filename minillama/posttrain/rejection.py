@@ -115,3 +115,61 @@ def plot_best_of_k(curve: dict, ax=None):
     ax.set_title("Best-of-K")
     ax.legend()
     return ax.figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`minillama rejection-sample --policy CKPT --reward RM --out DIR`: K samples per prompt, the reward model's
+    best kept as new SFT data (best.jsonl), the best-of-K curve on held-out prompts, and with --sft-steps a
+    fine-tuned policy."""
+    from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
+    from minillama.posttrain.reward import load_reward_model
+    from minillama.utils import set_threads
+
+    p = argparse.ArgumentParser(prog="minillama rejection-sample", description=main.__doc__.split(":")[1].strip())
+    p.add_argument("--policy", default="auto", help="checkpoint to sample from (the latest policy)")
+    p.add_argument("--reward", required=True, help="reward model folder (from `minillama reward`)")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--out", required=True)
+    p.add_argument("--prompts", type=int, default=1500)
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--curve-prompts", type=int, default=200)
+    p.add_argument("--sft-steps", type=int, default=0, help="fine-tune the policy on the picks for this many steps")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    set_threads()
+    cf = load_chat_format(args.tokenizer)
+    policy, origin = load_policy(args.policy, cf.tokenizer.n_words)
+    rm = load_reward_model(args.reward)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    curve_tasks = T.make_tasks(args.curve_prompts, "heldout", seed=2)
+    cur = rejection_sample(policy, rm, cf, curve_tasks, args.k, args.temperature, seed=args.seed + 7)
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.k]
+    curve = best_of_k_curve(cur["rm_scores"], cur["correct"], ks)
+    tasks = T.make_tasks(args.prompts, "train", seed=args.seed + 3)
+    rs = rejection_sample(policy, rm, cf, tasks, args.k, args.temperature, seed=args.seed + 11)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "best.jsonl", "w") as f:
+        for task, response in rs["best"]:
+            f.write(json.dumps({"messages": task.messages(response, system=False)}) + "\n")
+    picks_right = sum(T.check(t, r) for t, r in rs["best"]) / len(rs["best"])
+    save_figure(plot_best_of_k(curve), out / "best_of_k.png")
+    result = {"policy": origin, "best_of_k": curve, "rm_picks_correct": picks_right,
+              "sample_accuracy": float(rs["correct"].float().mean()), "sampling_wall_s": time.perf_counter() - t0}
+    print(f"{len(tasks)} prompts x {args.k} samples: samples right {result['sample_accuracy']:.1%}, RM picks right "
+          f"{picks_right:.1%}; best-of-K {curve}")
+    if args.sft_steps:
+        from minillama.posttrain.sft import default_config, run_sft, task_examples
+
+        run_sft(policy, task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]]),
+                default_config(args.sft_steps, 1e-3, 4, seed=args.seed, warmup=5), out_dir=out / "sft")
+        held = evaluate_accuracy(policy, cf, T.make_tasks(400, "heldout", seed=0))
+        result["heldout_accuracy_after_sft"] = held["accuracy"]
+        print(f"after SFT on the picks: held-out accuracy {held['accuracy']:.1%} (checkpoint in {out / 'sft'})")
+    write_json(out / "results.json", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

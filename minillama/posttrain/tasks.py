@@ -1,22 +1,25 @@
 """A task family whose answers a program can check, so every post-training stage is measured [P §4].
 
 Llama 3's post-training rounds are judged by held-out benchmarks. A tiny CPU model needs a task it can learn in
-minutes whose quality is a number, so this module generates **digit-list tasks** in the chat format:
+minutes whose quality is a number, so this module generates **questions about a list of digits**:
 
-    user:      "Sort these numbers from smallest to largest: 7 2 9 2"
-    assistant: "2 2 7 9"
+    user:      "What is the largest number in 7 2 9 2?"
+    assistant: "9"
 
-Four kinds, from easy to hard: `copy` (repeat the list), `reverse`, `sort` (ascending) and `sort_desc`. Lists hold
-3–7 digits separated by spaces, so each digit is its own token under the Llama 3 split regex (digits never merge
-with their neighbours across a space), whichever tokenizer is used.
+Four kinds: `last` (the last number), `max`, `min` and `count` (how many numbers). Lists hold 3–7 digits separated
+by spaces, so each digit is its own token under the Llama 3 split regex (digits never merge with their neighbours
+across a space), whichever tokenizer is used. Each answer is one number, so a 3M-parameter model learns the family
+within a few hundred SFT steps on a shared CPU while staying far from perfect, which leaves room for rejection
+sampling and DPO to help. (Sorting and reversing lists were tried first: a model this size needs thousands of steps
+before it copies a single list right.)
 
 * `make_tasks(n, split, seed)` draws tasks for the `"train"` or `"heldout"` split. The split is decided by a hash of
-  (kind, digits), so no held-out list is ever seen in training, whatever the seeds.
+  (kind, digits), so no held-out question is ever seen in training, whatever the seeds.
 * `check(task, response)` is the exact-match checker (True/False); `score(task, response)` gives partial credit
-  (the fraction of answer positions right, with a length penalty): it ranks imperfect responses for the reward model
-  and DPO pairs.
-* `corrupt(task, rng, severity)` makes plausible wrong answers (swapped, dropped, duplicated, changed digits), used
-  for the ranked responses of the reward model (edited > chosen > rejected).
+  (1 − |error|/10 for a single number, 0 for anything else): it ranks imperfect responses for the reward model and
+  DPO pairs.
+* `corrupt(task, rng, severity)` makes a plausible wrong answer `severity` away from the right one, used for the
+  ranked responses of the reward model (edited > chosen > rejected).
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ from dataclasses import dataclass
 
 #: kind -> user prompt template; `{digits}` is the list written with single spaces.
 TEMPLATES: dict[str, str] = {
-    "copy": "Repeat this list: {digits}",
-    "reverse": "Reverse this list: {digits}",
-    "sort": "Sort these numbers from smallest to largest: {digits}",
-    "sort_desc": "Sort these numbers from largest to smallest: {digits}",
+    "last": "What is the last number in {digits}?",
+    "max": "What is the largest number in {digits}?",
+    "min": "What is the smallest number in {digits}?",
+    "count": "How many numbers are in {digits}?",
 }
 KINDS: tuple[str, ...] = tuple(TEMPLATES)
-SYSTEM_PROMPT = "You are a careful assistant. Answer with the list only."
+SYSTEM_PROMPT = "You are a careful assistant. Answer with one number."
 MIN_LEN, MAX_LEN = 3, 7
 HELDOUT_PERCENT = 10  # one list in ten belongs to the held-out split
 
@@ -51,7 +54,7 @@ class Task:
 
     @property
     def answer(self) -> str:
-        return " ".join(map(str, solve(self.kind, self.digits)))
+        return str(solve(self.kind, self.digits))
 
     def messages(self, response: str | None = None, system: bool = True) -> list[dict]:
         """The dialog as `{"role", "content"}` messages; the assistant turn only when `response` is given."""
@@ -62,16 +65,16 @@ class Task:
         return msgs
 
 
-def solve(kind: str, digits: tuple[int, ...]) -> list[int]:
-    """The correct output list for `kind`."""
-    if kind == "copy":
-        return list(digits)
-    if kind == "reverse":
-        return list(reversed(digits))
-    if kind == "sort":
-        return sorted(digits)
-    if kind == "sort_desc":
-        return sorted(digits, reverse=True)
+def solve(kind: str, digits: tuple[int, ...]) -> int:
+    """The correct answer for `kind`."""
+    if kind == "last":
+        return digits[-1]
+    if kind == "max":
+        return max(digits)
+    if kind == "min":
+        return min(digits)
+    if kind == "count":
+        return len(digits)
     raise ValueError(f"unknown task kind {kind!r}; use one of {KINDS}")
 
 
@@ -106,49 +109,32 @@ def make_tasks(n: int, split: str = "train", seed: int = 0, kinds: tuple[str, ..
     return tasks
 
 
-def parse_digits(response: str) -> list[int] | None:
-    """The digits of a response written as space-separated single digits, or None when it is not such a list."""
-    parts = response.strip().split()
-    if not parts or not all(len(p) == 1 and p.isdigit() for p in parts):
-        return None
-    return [int(p) for p in parts]
+def parse_number(response: str) -> int | None:
+    """The integer a response states (surrounding whitespace ignored), or None when it is not just a number."""
+    text = response.strip()
+    return int(text) if text.isdigit() and len(text) <= 3 else None
 
 
 def check(task: Task, response: str) -> bool:
-    """Exact-match checker: the response is the right list (surrounding whitespace ignored)."""
-    return parse_digits(response) == solve(task.kind, task.digits)
+    """Exact-match checker: the response is the right number (surrounding whitespace ignored)."""
+    return parse_number(response) == solve(task.kind, task.digits)
 
 
 def score(task: Task, response: str) -> float:
-    """Partial credit in [0, 1]: matching positions / max(len(answer), len(response)); 1.0 exactly when `check`."""
-    got, want = parse_digits(response), solve(task.kind, task.digits)
+    """Partial credit in [0, 1]: 1 − |error|/10 for a number (floored at 0.05), 0 for anything else; 1.0 exactly
+    when `check` passes."""
+    got = parse_number(response)
     if got is None:
         return 0.0
-    hits = sum(a == b for a, b in zip(got, want))
-    return hits / max(len(got), len(want))
+    return max(0.05, 1.0 - abs(got - solve(task.kind, task.digits)) / 10)
 
 
 def corrupt(task: Task, rng: random.Random, severity: int = 1) -> str:
-    """A wrong answer made by `severity` random edits of the right one (swap, drop, duplicate or change a digit)."""
-    out = solve(task.kind, task.digits)
-    for _ in range(max(1, severity)):
-        op = rng.choice(("swap", "drop", "dup", "change"))
-        i = rng.randrange(len(out))
-        if op == "swap" and len(out) > 1:
-            j = rng.randrange(len(out) - 1)
-            j += j >= i
-            out[i], out[j] = out[j], out[i]
-        elif op == "drop" and len(out) > 1:
-            out.pop(i)
-        elif op == "dup":
-            out.insert(i, out[i])
-        else:
-            out[i] = (out[i] + rng.randrange(1, 10)) % 10
-    text = " ".join(map(str, out))
-    if check(task, text):  # a swap of equal digits can leave it right: force one change
-        out[0] = (out[0] + 1) % 10
-        text = " ".join(map(str, out))
-    return text
+    """A wrong answer `severity` (>= 1) away from the right one, up or down at random (kept within 0..9 when it can)."""
+    want = solve(task.kind, task.digits)
+    severity = max(1, severity)
+    options = [want + d for d in (severity, -severity) if 0 <= want + d <= 9] or [want + severity]
+    return str(rng.choice(options))
 
 
 def accuracy(tasks: list[Task], responses: list[str]) -> float:

@@ -1,0 +1,253 @@
+"""Every post-training stage end to end, each one measured on held-out prompts [P §4.1–4.2].
+
+    pre-trained ─SFT─> sft ─reward model─> rm ─rejection sampling + SFT─> rs ─DPO ×2 seeds─> dpo_a, dpo_b ─average─> avg
+
+`python -m minillama.posttrain.pipeline --out runs/posttrain` writes `results.json`, `summary.md` (the table for the
+README) and the plots, and prints one line per stage: held-out accuracy and wall time. `--smoke` (or
+MINILLAMA_SMOKE=1) runs every stage with tiny sizes in about a minute, for CI and the notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from minillama.posttrain import tasks as T
+from minillama.utils import set_threads, smoke
+
+
+@dataclass
+class PipelineConfig:
+    """Sizes and steps of every stage (defaults: the measured run; `smoke()` gives the CI sizes)."""
+
+    init: str = "auto"  # checkpoint folder | "fresh" | "auto" (the shipped pre-trained model, else fresh)
+    tokenizer: str | None = None
+    n_eval: int = 400  # held-out prompts (100 per task kind)
+    sft_train: int = 6000
+    sft_steps: int = 200
+    sft_lr: float = 3e-3
+    batch_rows: int = 4  # packed rows of 256 tokens per SFT step (~30 dialogs)
+    rm_prompts: int = 800
+    rm_heldout_prompts: int = 200
+    rm_samples: int = 4  # policy samples per prompt to rank (besides the edited answer and corruptions)
+    rm_steps: int = 150
+    rm_lr: float = 1e-3
+    rs_prompts: int = 1500
+    rs_k: int = 8
+    rs_curve_prompts: int = 200
+    rs_steps: int = 100
+    rs_lr: float = 1e-3
+    dpo_prompts: int = 1500
+    dpo_k: int = 4
+    dpo_steps: int = 80
+    dpo_lr: float = 2e-4
+    dpo_batch: int = 16
+    dpo_seeds: tuple[int, ...] = (0, 1)
+    temperature: float = 0.7
+    seed: int = 0
+
+    @classmethod
+    def small(cls, **kw) -> "PipelineConfig":
+        """Smoke sizes: every stage runs, numbers are not meaningful."""
+        base = dict(n_eval=40, sft_train=400, sft_steps=12, batch_rows=4, rm_prompts=60, rm_heldout_prompts=20,
+                    rm_samples=2, rm_steps=8, rs_prompts=60, rs_k=4, rs_curve_prompts=20, rs_steps=6,
+                    dpo_prompts=60, dpo_k=2, dpo_steps=6, dpo_batch=8)
+        base.update(kw)
+        return cls(**base)
+
+
+def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
+    """Run every stage; returns the results dict (and writes it, the plots and checkpoints under `out`)."""
+    from minillama.posttrain import dpo as D
+    from minillama.posttrain import reward as R
+    from minillama.posttrain.averaging import average_models
+    from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
+    from minillama.posttrain.rejection import best_of_k_curve, evaluate_accuracy, plot_best_of_k, rejection_sample
+    from minillama.posttrain.rejection import sample_responses
+    from minillama.posttrain.sft import default_config, run_sft, task_examples
+
+    out = Path(out) if out is not None else None
+    cf = load_chat_format(cfg.tokenizer)
+    heldout = T.make_tasks(cfg.n_eval, "heldout", seed=0)
+    results: dict = {"config": asdict(cfg), "stages": {}}
+    models: dict = {}
+
+    def record(stage: str, model, wall: float, **extra):
+        acc = evaluate_accuracy(model, cf, heldout)
+        results["stages"][stage] = {"accuracy": acc["accuracy"], "per_kind": acc["per_kind"], "wall_s": wall, **extra}
+        kinds = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_kind"].items())
+        log(f"{stage:<22} held-out accuracy {acc['accuracy']:6.1%}  ({kinds})  {wall:7.1f} s")
+        models[stage] = model
+        if out is not None and stage != "pretrained":
+            from minillama.checkpoint import save_checkpoint
+            save_checkpoint(model, out / "checkpoints" / stage)
+
+    # ---- 0. the pre-trained model
+    policy, origin = load_policy(cfg.init, cf.tokenizer.n_words, seed=cfg.seed)
+    results["init"] = origin
+    results["n_params"] = policy.num_params()
+    log(f"start: {origin} ({policy.num_params():,} parameters); {cfg.n_eval} held-out prompts")
+    record("pretrained", policy, 0.0)
+
+    # ---- 1. SFT on the exact answers
+    t0 = time.perf_counter()
+    sft_tasks = T.make_tasks(cfg.sft_train, "train", seed=cfg.seed)
+    sft = copy.deepcopy(policy)
+    trainer = run_sft(sft, task_examples(cf, sft_tasks),
+                      default_config(cfg.sft_steps, cfg.sft_lr, cfg.batch_rows, seed=cfg.seed),
+                      out_dir=out / "sft" if out else None)
+    results["sft_loss"] = [h["loss"] for h in trainer.history]
+    record("sft", sft, time.perf_counter() - t0)
+
+    # ---- 2. reward model: edited > chosen > rejected from the SFT policy's own samples and corruptions
+    t0 = time.perf_counter()
+    rm_tasks = T.make_tasks(cfg.rm_prompts, "train", seed=cfg.seed + 1)
+    rm_held = T.make_tasks(cfg.rm_heldout_prompts, "heldout", seed=1)
+    samples = sample_responses(sft, cf, rm_tasks + rm_held, cfg.rm_samples, temperature=cfg.temperature,
+                               seed=cfg.seed, desc="RM samples")
+    by_task = dict(zip(rm_tasks + rm_held, samples))
+    train_pairs = R.ranking_pairs(R.make_rankings(rm_tasks, cfg.seed, by_task))
+    held_pairs = R.ranking_pairs(R.make_rankings(rm_held, cfg.seed + 1, by_task))
+    rm = R.RewardModel.from_policy(sft)
+    better, worse = R.pair_rows(cf, train_pairs)
+    rm_hist = R.train_reward_model(rm, better, worse, cfg.rm_steps, lr=cfg.rm_lr, seed=cfg.seed)
+    acc, margins = R.evaluate_pairs(rm, *R.pair_rows(cf, held_pairs))
+    rm_wall = time.perf_counter() - t0
+    results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
+                               "wall_s": rm_wall, "history": rm_hist, "margins": margins.tolist()}
+    log(f"{'reward model':<22} held-out pairwise accuracy {acc:6.1%} on {len(held_pairs)} pairs  {rm_wall:7.1f} s")
+    if out is not None:
+        R.save_reward_model(rm, out / "checkpoints" / "reward_model")
+        save_figure(plot_reward_margins(margins), out / "reward_margins.png")
+
+    # ---- 3. rejection sampling: best of K by the RM, fine-tune on the picks
+    t0 = time.perf_counter()
+    curve_tasks = T.make_tasks(cfg.rs_curve_prompts, "heldout", seed=2)
+    curve_rs = rejection_sample(sft, rm, cf, curve_tasks, cfg.rs_k, cfg.temperature, seed=cfg.seed + 7)
+    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= cfg.rs_k]
+    curve = best_of_k_curve(curve_rs["rm_scores"], curve_rs["correct"], ks)
+    rs_tasks = T.make_tasks(cfg.rs_prompts, "train", seed=cfg.seed + 3)
+    rs = rejection_sample(sft, rm, cf, rs_tasks, cfg.rs_k, cfg.temperature, seed=cfg.seed + 11)
+    picks_right = sum(T.check(t, r) for t, r in rs["best"]) / len(rs["best"])
+    rs_model = copy.deepcopy(sft)
+    run_sft(rs_model, task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]]),
+            default_config(cfg.rs_steps, cfg.rs_lr, cfg.batch_rows, seed=cfg.seed + 3, warmup=5))
+    record("rejection_sampling", rs_model, time.perf_counter() - t0, best_of_k=curve, rm_picks_correct=picks_right,
+           sample_accuracy=float(rs["correct"].float().mean()))
+    log(f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
+        f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; RM picks right {picks_right:.1%}")
+    if out is not None:
+        save_figure(plot_best_of_k(curve), out / "best_of_k.png")
+
+    # ---- 4. DPO from the rejection-sampling model, on-policy pairs, two seeds
+    dpo_runs, dpo_hist = [], {}
+    t0 = time.perf_counter()
+    dpo_tasks = T.make_tasks(cfg.dpo_prompts, "train", seed=cfg.seed + 4)
+    dpo_samples = sample_responses(rs_model, cf, dpo_tasks, cfg.dpo_k, temperature=cfg.temperature,
+                                   seed=cfg.seed + 13, desc="DPO samples")
+    pairs = D.make_pairs(dpo_tasks, dpo_samples, seed=cfg.seed)
+    ref = copy.deepcopy(rs_model)
+    data = D.prepare(ref, cf, pairs)
+    prep_wall = time.perf_counter() - t0
+    walls = []
+    for s in cfg.dpo_seeds:
+        t1 = time.perf_counter()
+        m = copy.deepcopy(rs_model)
+        dpo_hist[s] = D.train_dpo(m, data, cfg.dpo_steps, cfg.dpo_batch, cfg.dpo_lr, seed=s, desc=f"DPO seed {s}")
+        dpo_runs.append(m)
+        walls.append(time.perf_counter() - t1)
+    results["dpo_pairs"] = len(pairs)
+    results["dpo_history"] = dpo_hist
+    record("dpo", dpo_runs[0], prep_wall + walls[0], pairs=len(pairs))
+    for s, m in zip(cfg.dpo_seeds[1:], dpo_runs[1:]):
+        acc_s = evaluate_accuracy(m, cf, heldout)["accuracy"]
+        results["stages"]["dpo"].setdefault("other_seeds", {})[s] = acc_s
+        log(f"{'':<22} DPO seed {s}: held-out accuracy {acc_s:6.1%}")
+    if out is not None:
+        from minillama.posttrain.dpo import plot_implicit_rewards
+        save_figure(plot_implicit_rewards(dpo_hist[cfg.dpo_seeds[0]]), out / "dpo_rewards.png")
+
+    # ---- 5. model averaging of the DPO runs
+    t0 = time.perf_counter()
+    avg = average_models(dpo_runs)
+    record("averaged", avg, time.perf_counter() - t0 + sum(walls[1:]), runs=len(dpo_runs))
+
+    if out is not None:
+        write_json(out / "results.json", results)
+        (out / "summary.md").write_text(summary_table(results))
+        save_figure(plot_stages(results), out / "stages.png")
+    return results
+
+
+def summary_table(results: dict) -> str:
+    """A markdown table: stage, held-out accuracy, wall time."""
+    rows = ["| stage | held-out accuracy | wall time |", "|---|---|---|"]
+    for stage, r in results["stages"].items():
+        rows.append(f"| {stage} | {r['accuracy']:.1%} | {r['wall_s']:.0f} s |")
+    rm = results.get("reward_model")
+    if rm:
+        rows.append(f"| reward model | pairwise accuracy {rm['pairwise_accuracy']:.1%} ({rm['heldout_pairs']} held-out "
+                    f"pairs) | {rm['wall_s']:.0f} s |")
+    return "\n".join(rows) + "\n"
+
+
+def plot_stages(results: dict, ax=None):
+    """Held-out accuracy after each stage (bars); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    names = list(results["stages"])
+    accs = [results["stages"][n]["accuracy"] for n in names]
+    ax.bar(range(len(names)), accs, color="tab:blue")
+    for i, a in enumerate(accs):
+        ax.text(i, a + 0.01, f"{a:.0%}", ha="center")
+    ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names])
+    ax.set_ylabel("held-out accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Post-training, stage by stage")
+    return ax.figure
+
+
+def plot_reward_margins(margins, ax=None):
+    """Histogram of r(better) − r(worse) on held-out pairs; right of zero is ranked right. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    m = torch.as_tensor(margins).float()
+    ax.hist(m.numpy(), bins=30, color="tab:green")
+    ax.axvline(0, color="k", lw=1)
+    ax.set_xlabel("reward margin r(better) − r(worse)")
+    ax.set_ylabel("held-out pairs")
+    ax.set_title(f"Reward model: {float((m > 0).float().mean()):.0%} of pairs ranked right")
+    return ax.figure
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m minillama.posttrain.pipeline", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--init", default="auto")
+    p.add_argument("--tokenizer", default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes (also when MINILLAMA_SMOKE=1)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    set_threads()
+    make = PipelineConfig.small if (args.smoke or smoke(False, True)) else PipelineConfig
+    cfg = make(init=args.init, tokenizer=args.tokenizer, seed=args.seed)
+    t0 = time.perf_counter()
+    results = run(cfg, args.out)
+    print(f"total {time.perf_counter() - t0:.0f} s; results in {args.out}/results.json and summary.md")
+    print(summary_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
