@@ -133,27 +133,34 @@ def learn_merges(pieces: Counter, n_ranks: int, verbose: bool = False) -> tuple[
         created: set[tuple[int, int]] = set()
         for wi in where.pop((a, b)):
             w = words[wi]
-            # rewrite the piece: each non-overlapping (a, b), left to right, becomes z
+            n = len(w)
+            c_w = counts[wi]
+            # Rewrite the piece left to right, each non-overlapping (a, b) -> z, and update only the pair counts
+            # at the edges of each merge: (left, a) -> (left', z) and (b, right) -> (z, right).
             nw = []
-            i, n = 0, len(w)
+            i = 0
             while i < n:
                 if w[i] == a and i + 1 < n and w[i + 1] == b:
+                    if i > 0:
+                        stats[(w[i - 1], a)] -= c_w
+                        p = (nw[-1], z)
+                        stats[p] += c_w
+                        where[p].add(wi)
+                        created.add(p)
+                    if i + 2 < n and not (w[i + 2] == a and i + 3 < n and w[i + 3] == b):
+                        right = w[i + 2]
+                        stats[(b, right)] -= c_w
+                        p = (z, right)
+                        stats[p] += c_w
+                        where[p].add(wi)
+                        created.add(p)
                     nw.append(z)
                     i += 2
                 else:
                     nw.append(w[i])
                     i += 1
-            if len(nw) == n:
-                continue  # stale index entry: this piece no longer contains (a, b)
-            c_w = counts[wi]
-            for p in zip(w, w[1:]):
-                stats[p] -= c_w
-            for p in zip(nw, nw[1:]):
-                stats[p] += c_w
-                if z in p:
-                    where[p].add(wi)
-                    created.add(p)
-            words[wi] = nw
+            if len(nw) != n:
+                words[wi] = nw
         del stats[(a, b)]
         for p in created:
             c_p = stats[p]
