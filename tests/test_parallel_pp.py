@@ -180,7 +180,9 @@ def test_single_process_pipeline_without_launch():
     loss_ref = F.cross_entropy(logits_no_cast(ref, tokens).flatten(0, 1), tokens.flatten())
     loss_ref.backward()
     stages = build_stages(model, 0, 1, 2)
-    loss = run_schedule(stages, make_schedule("interleaved", 1, 2, 2), list(tokens.chunk(2)), list(tokens.chunk(2)))
+    sched, trace = make_schedule("interleaved", 1, 2, 2), []
+    loss = run_schedule(stages, sched, list(tokens.chunk(2)), list(tokens.chunk(2)), trace=trace)
+    assert [step for step, _, _ in trace] == sched[0] and all(a <= b for _, a, b in trace)
     assert abs(loss.item() - loss_ref.item()) < 1e-12
     for k, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref.get_parameter(k).grad, atol=1e-12, rtol=0)

@@ -169,3 +169,27 @@ def test_printers_and_plot():
     assert len(fig.axes[0].patches) == 2 * 8 * 8  # (F + B) × stages × micro-batches
     assert "0.188" in fig.axes[0].get_title()
     matplotlib.pyplot.close(fig)
+
+
+def test_larger_n_hides_point_to_point_time():
+    """Llama 3's reason for a tunable N: with send/recv taking time (t_comm > 0), more contiguous micro-batches
+    per chunk (N = 2·pp instead of pp) shrink the bubble, at the price of more activations in flight; without
+    communication time both meet the formula."""
+    small, large = interleaved(4, 16, 2, n_contiguous=4), interleaved(4, 16, 2, n_contiguous=8)
+    assert simulate(small).bubble == pytest.approx(simulate(large).bubble) == pytest.approx(bubble_formula(4, 16, 2))
+    assert simulate(large, t_comm=0.25).bubble < simulate(small, t_comm=0.25).bubble - 0.02
+    assert simulate(large).peak_in_flight[0] > simulate(small).peak_in_flight[0]
+
+
+def test_timeline_from_trace_recovers_simulation():
+    """Traces in seconds (here: a simulated run scaled to 10 ms per forward, shifted in time) give back the
+    same bubble and peak memory, on the simulator's time axis."""
+    from minillama.parallel.schedules import timeline_from_trace
+
+    sched = interleaved(4, 8, 2)
+    sim = simulate(sched)
+    traces = [[(step, 100 + 0.01 * s, 100 + 0.01 * e) for r, step, s, e in sim.events if r == rank]
+              for rank in range(4)]
+    t = timeline_from_trace(sched, traces)
+    assert t.bubble == pytest.approx(sim.bubble) and t.makespan == pytest.approx(sim.makespan)
+    assert t.peak_in_flight == sim.peak_in_flight and t.t_backward == pytest.approx(2.0)

@@ -36,6 +36,7 @@ Shapes: b micro-batch size, s sequence, d dim, v vocab.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import torch
@@ -45,7 +46,7 @@ from torch import Tensor, nn
 
 from minillama.parallel.schedules import Schedule, Step, validate
 
-__all__ = ["stage_layers", "PipelineStage", "build_stages", "run_schedule", "sum_cross_entropy"]
+__all__ = ["stage_layers", "PipelineStage", "build_stages", "run_schedule", "sum_cross_entropy", "measure_schedule"]
 
 
 def stage_layers(n_layers: int, n_stages: int) -> list[range]:
@@ -149,7 +150,7 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
                  targets: Sequence[Tensor] | None = None,
                  loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy, group=None, *,
                  n_tokens: int | None = None, positions: Tensor | None = None,
-                 broadcast_loss: bool = True) -> Tensor:
+                 broadcast_loss: bool = True, trace: list | None = None) -> Tensor:
     """Run this rank's steps of `schedule` (forward and backward of every micro-batch); return the loss.
 
     stages: this rank's `PipelineStage`s (from `build_stages`); schedule: from `schedules` with the same pp, V.
@@ -159,6 +160,8 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
     under data/context parallelism). group: the pipeline's process group (default: the whole job).
     Returns the batch loss Σ_m loss_fn(m) / n_tokens (0-dim); with `broadcast_loss` every rank gets it, else only
     the last stage (others return 0). Gradients are accumulated into `.grad`; zero them before, step after.
+    trace: a list that receives (step, start, end) per step, in `time.perf_counter()` seconds (waits included
+    in neither), for `schedules.timeline_from_trace`.
     """
     pp = dist.get_world_size(group) if dist.is_initialized() else 1
     rank = dist.get_rank(group) if dist.is_initialized() else 0
@@ -235,6 +238,7 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
                 x = inputs[step.microbatch].to(device)
             else:
                 x = received(step, current).requires_grad_()
+            start = time.perf_counter()
             out = stage(x, positions)
             if stage.is_last:
                 out = loss_fn(out, targets[step.microbatch].to(device)) / n_tokens
@@ -244,12 +248,13 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
             saved[(step.stage, step.microbatch)] = (x, out)
         else:
             x, out = saved.pop((step.stage, step.microbatch))
-            if stage.is_last:
-                out.backward()
-            else:
-                torch.autograd.backward(out, received(step, current))
+            grad = None if stage.is_last else received(step, current)
+            start = time.perf_counter()
+            torch.autograd.backward(out, grad)
             if not stage.is_first:
                 send(step, x.grad, step.stage - 1)
+        if trace is not None:
+            trace.append((step, start, time.perf_counter()))
     for work, _ in pending_sends:
         work.wait()
     if saved or local:
@@ -257,3 +262,37 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
     if broadcast_loss and pp > 1:
         dist.broadcast(total, group=group, group_src=schedule.rank_of(schedule.n_stages - 1))
     return total
+
+
+def _traced_step(schedule_name: str, virtual_stages: int, n_microbatches: int, args, batch: int, seq_len: int,
+                 repeats: int) -> list:
+    """Inside a launched rank: run the schedule `repeats` times on a fresh model, return the last run's trace."""
+    from minillama.model import Transformer
+    from minillama.parallel.schedules import make_schedule
+
+    rank, pp = dist.get_rank(), dist.get_world_size()
+    model = Transformer(args).init_weights(seed=0)
+    stages = build_stages(model, rank, pp, virtual_stages)
+    sched = make_schedule(schedule_name, pp, n_microbatches, virtual_stages)
+    tokens = torch.randint(0, args.vocab_size, (n_microbatches * batch, seq_len + 1),
+                           generator=torch.Generator().manual_seed(0))
+    inputs, targets = list(tokens[:, :-1].chunk(n_microbatches)), list(tokens[:, 1:].chunk(n_microbatches))
+    trace: list = []
+    for _ in range(repeats):  # the first run warms up allocators and kernels
+        trace.clear()
+        dist.barrier()
+        run_schedule(stages, sched, inputs, targets, trace=trace)
+    return trace
+
+
+def measure_schedule(schedule_name: str, pp: int, n_microbatches: int, virtual_stages: int = 1, args=None,
+                     batch: int = 2, seq_len: int = 64, repeats: int = 2):
+    """Run a schedule for real on `pp` CPU processes and return its measured `schedules.Timeline` (wall-clock
+    seconds of each step on each rank), to draw with `plot_schedule` next to the simulated one."""
+    from minillama.config import ModelArgs
+    from minillama.parallel.launch import launch
+    from minillama.parallel.schedules import make_schedule, timeline_from_trace
+
+    args = args or ModelArgs.from_preset("tiny", tie_word_embeddings=False)
+    traces = launch(_traced_step, pp, schedule_name, virtual_stages, n_microbatches, args, batch, seq_len, repeats)
+    return timeline_from_trace(make_schedule(schedule_name, pp, n_microbatches, virtual_stages), traces)

@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 __all__ = ["Step", "Schedule", "ScheduleError", "Timeline", "gpipe", "one_f_one_b", "interleaved",
            "make_schedule", "simulate", "bubble_formula", "format_schedule", "format_timeline", "plot_schedule",
-           "messages"]
+           "messages", "timeline_from_trace"]
 
 
 class Step(NamedTuple):
@@ -304,6 +304,27 @@ def simulate(schedule: Schedule, t_forward: float = 1.0, t_backward: float = 2.0
     fifo = all(sent == received for sent, received in messages(schedule).values())
     busy = [sum(e - s for r, _, s, e in events if r == rank) for rank in range(pp)]
     return Timeline(schedule, events, max(clock), busy, peak, fifo, t_forward, t_backward)
+
+
+def timeline_from_trace(schedule: Schedule, traces: list[list[tuple[Step, float, float]]]) -> Timeline:
+    """A Timeline from measured (step, start, end) per rank (e.g. `pp.run_schedule(..., trace=...)`), with time
+    in units of the mean forward of a rank's model share, so it plots on the same axis as `simulate`'s."""
+    t0 = min(start for trace in traces for _, start, _ in trace)
+    fwd = [end - start for trace in traces for step, start, end in trace if Step(*step).kind == "F"]
+    unit = sum(fwd) / len(fwd) * schedule.virtual_stages  # one rank's forward of one micro-batch
+    events, in_flight, peak = [], [0] * schedule.pp, [0] * schedule.pp
+    for rank, trace in enumerate(traces):
+        for step, start, end in trace:
+            step = Step(*step)
+            events.append((rank, step, (start - t0) / unit, (end - t0) / unit))
+            in_flight[rank] += 1 if step.kind == "F" else -1
+            peak[rank] = max(peak[rank], in_flight[rank])
+    busy = [sum(e - s for r, _, s, e in events if r == rank) for rank in range(schedule.pp)]
+    makespan = max(e for *_, e in events)
+    bwd = [e - s for _, st, s, e in events if st.kind == "B"]
+    t_backward = sum(bwd) / len(bwd) * schedule.virtual_stages
+    return Timeline(schedule, events, makespan, busy, peak, fifo=True, t_forward=1.0, t_backward=t_backward,
+                    meta={"measured": True, "seconds_per_unit": unit})
 
 
 # ----------------------------------------------------------------------------------------------- display
