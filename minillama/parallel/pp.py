@@ -29,7 +29,10 @@ Inside a 4D mesh (`minillama.parallel.mesh.Mesh`): pass `group=mesh.pp_group`; r
 parallelism to the model before or after `build_stages` (the layers keep their names and their forward signature
 `layer(h, freqs_cis)`); give a vocab-parallel `loss_fn` under TP and the CP positions (`positions=`) under CP.
 Every rank of the pipeline needs the micro-batch `inputs` (only their shapes off the first stage) and the last
-stage needs `targets`.
+stage needs `targets`. `minillama.parallel.fourd.Parallel4D` composes it this way with TP, CP and FSDP.
+
+Timing: `run_schedule(..., trace=[])` records when each step ran; `measure_schedule(name, pp, M, V)` runs a
+schedule on `pp` CPU processes and returns the measured `schedules.Timeline`, to plot next to the simulated one.
 
 Shapes: b micro-batch size, s sequence, d dim, v vocab.
 """
