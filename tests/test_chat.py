@@ -120,3 +120,12 @@ def test_encode_then_parse_round_trip(small):
             tokens, _ = small.encode_message(message, fmt)
             body = small.tokenizer.decode(tokens).split("<|end_header_id|>\n\n", 1)[1]
             assert small.decode_assistant_message(body)["tool_calls"] == [call], (fmt, body)
+
+
+def test_tokens_html(small):
+    tokens, roles = small.encode_dialog_with_roles([{"role": "user", "content": "<b>bold</b> & co"},
+                                                    {"role": "assistant", "content": "ok"}])
+    html = __import__("minillama.chat", fromlist=["tokens_html"]).tokens_html(small.tokenizer, tokens, roles)
+    assert html.count("<span title=") == len(tokens)
+    assert "<b>" not in html and "    assert "<b>bold" not in html and "&lt;b&gt;" in html  # text is escaped, never rendered as markuplt;" in html and "    assert "<b>bold" not in html and "&lt;b&gt;" in html  # text is escaped, never rendered as markupamp;" in html  # text is escaped, never markup
+    assert f"id {small.eot_id} (assistant)" in html and "font-weight:bold" in html

@@ -120,7 +120,10 @@ try:
     import resource
     def _limit(name, soft, hard=None):
         if hasattr(resource, name):
-            resource.setrlimit(getattr(resource, name), (soft, soft if hard is None else hard))
+            try:
+                resource.setrlimit(getattr(resource, name), (soft, soft if hard is None else hard))
+            except (ValueError, OSError) as e:  # e.g. macOS refuses some RLIMIT_AS values
+                print(f"sandbox warning: could not set {name}: {e}", file=sys.stderr)
     _limit("RLIMIT_AS", cfg["memory_bytes"])
     _limit("RLIMIT_CPU", cfg["cpu_s"], cfg["cpu_s"] + 1)
     _limit("RLIMIT_FSIZE", cfg["file_bytes"])
