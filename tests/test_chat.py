@@ -127,5 +127,5 @@ def test_tokens_html(small):
                                                     {"role": "assistant", "content": "ok"}])
     html = __import__("minillama.chat", fromlist=["tokens_html"]).tokens_html(small.tokenizer, tokens, roles)
     assert html.count("<span title=") == len(tokens)
-    assert "<b>" not in html and "    assert "<b>bold" not in html and "&lt;b&gt;" in html  # text is escaped, never rendered as markuplt;" in html and "    assert "<b>bold" not in html and "&lt;b&gt;" in html  # text is escaped, never rendered as markupamp;" in html  # text is escaped, never markup
+    assert "<b>" not in html and "&lt;" in html and "&amp;" in html  # text is escaped, never markup
     assert f"id {small.eot_id} (assistant)" in html and "font-weight:bold" in html
