@@ -173,7 +173,6 @@ class TrainConfig:
     bf16: bool = False  # autocast matmuls to bfloat16
     seed: int = 0
     eval_every: int = 100  # steps; 0 = only at the end
-    eval_batches: int = 8
     ckpt_every: int = 0  # steps; 0 = only at the end
     time_limit_s: float | None = None  # stop early (with a checkpoint) after this much wall time
 
@@ -385,7 +384,7 @@ class Trainer:
         if self.history:
             plot = folder.parent / LOSS_PLOT
             tmp = plot.with_name(f".{plot.stem}.tmp.png")
-            fig = plot_loss(self.history, self.val_history)
+            fig = plot_loss(self.history, self.val_history, baseline=self.meta.get("unigram_entropy"))
             fig.savefig(tmp, dpi=90)
             os.replace(tmp, plot)
         return folder
@@ -489,9 +488,9 @@ def plot_loss(history: Sequence[dict], val_history: Sequence[dict] = (), ax=None
         ax = fig.subplots()
     xs = [r[x] for r in history]
     losses = np.array([r["loss"] for r in history])
-    ax.plot(xs, losses, lw=0.6, alpha=0.35, label=f"{label} (per step)")
     k = max(1, len(losses) // 50)
-    if len(losses) > k:
+    ax.plot(xs, losses, lw=0.6 if k > 1 else 1.2, alpha=0.35 if k > 1 else 0.9, label=f"{label} (per step)")
+    if k > 1:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax.plot(xs[k - 1:], smooth, lw=1.5, label=f"{label} (mean of {k})")
     if val_history:
@@ -502,6 +501,7 @@ def plot_loss(history: Sequence[dict], val_history: Sequence[dict] = (), ax=None
     ax.set_ylabel("loss (nats/token)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    ax.figure.tight_layout()
     return ax.figure
 
 
@@ -769,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             steps = max(1, steps_for_tokens(total_tokens, ramp or ((0, args.batch_size),), seq_len))
             print(f"measured {tok_s:,.0f} tokens/s on {threads} thread(s): {args.minutes:g} min ≈ "
                   f"{total_tokens:,} tokens ≈ {steps} steps")
-        warmup = args.warmup if args.warmup is not None else min(200, max(1, steps // 20))
+        warmup = args.warmup if args.warmup is not None else min(200, max(5, steps // 20))
         cfg = dataclasses.replace(
             cfg, max_steps=steps, warmup_steps=min(warmup, steps), batch_ramp=ramp or (),
             eval_every=args.eval_every if args.eval_every is not None else max(10, steps // 15),

@@ -39,7 +39,7 @@ def loader(seed=1):
 
 def cfg(**kw):
     base = dict(max_steps=12, lr=3e-3, min_lr=3e-4, warmup_steps=3, batch_size=4, seq_len=SEQ, eval_every=4,
-                ckpt_every=4, eval_batches=1)
+                ckpt_every=4)
     base.update(kw)
     return TrainConfig(**base)
 
