@@ -232,3 +232,42 @@ def sft_loss(model: Transformer, batch: Batch | dict) -> Tensor:
         batch = Batch(batch["tokens"], batch["labels"], batch["doc_ids"])
     n = (batch.labels != IGNORE_INDEX).sum().clamp(min=1)
     return -target_logprobs(model, batch.tokens, batch.labels, batch.doc_ids).sum() / n
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pictures
+# ----------------------------------------------------------------------------------------------------------------
+def plot_loss_mask(tokens: list[int], target: list[bool], tokenizer, ax=None, per_line: int = 12,
+                   title: str = "SFT loss mask: trained tokens in green"):
+    """Draw a dialog token by token, trained tokens (targets) green, masked ones grey; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n_lines = (len(tokens) + per_line - 1) // per_line
+    if ax is None:
+        _, ax = plt.subplots(figsize=(per_line * 0.95, 0.45 * n_lines + 0.6))
+    for i, (tok, on) in enumerate(zip(tokens, target)):
+        text = tokenizer.decode([tok]).replace("\n", "\\n")
+        text = text.replace("<|start_header_id|>", "<sh>").replace("<|end_header_id|>", "<eh>")
+        text = text.replace("<|begin_of_text|>", "<bot>").replace("<|eot_id|>", "<eot>").replace("<|eom_id|>", "<eom>")
+        x, y = i % per_line, -(i // per_line)
+        ax.text(x, y, text if text.strip() else repr(text)[1:-1] or "␣", ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round,pad=0.2", fc="#8fd18f" if on else "#e0e0e0", ec="none"))
+    ax.set_xlim(-0.6, per_line - 0.4)
+    ax.set_ylim(-n_lines + 0.4, 0.6)
+    ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    return ax.figure
+
+
+def plot_document_mask(doc_ids: Tensor, ax=None, title: str = "packed row: who may attend to whom"):
+    """The (s, s) attention mask of one packed row as an image (white = may attend); returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    mask = document_causal_mask(doc_ids.reshape(1, -1))[0, 0]
+    ax.imshow(mask.numpy(), cmap="gray", interpolation="nearest")
+    ax.set_xlabel("key position")
+    ax.set_ylabel("query position")
+    ax.set_title(title, fontsize=10)
+    return ax.figure
