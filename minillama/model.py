@@ -119,7 +119,7 @@ class Transformer(nn.Module):
         self.register_buffer("freqs_cis", precompute_freqs_cis(args), persistent=False)
 
     def forward(self, tokens: Tensor, start_pos: int = 0) -> Tensor:
-        """tokens (b, s) int64 at positions start_pos.. -> logits (b, s, v), float32."""
+        """tokens (b, s) int64 at positions start_pos.. -> logits (b, s, v): float32 (float64 for a float64 model)."""
         seq_len = tokens.shape[1]
         if start_pos + seq_len > self.freqs_cis.shape[0]:
             raise ValueError(f"positions up to {start_pos + seq_len} exceed the RoPE table "
@@ -130,7 +130,8 @@ class Transformer(nn.Module):
         mask = causal_mask(seq_len, start_pos, tokens.device) if start_pos > 0 and seq_len > 1 else None
         for layer in self.layers:
             h = layer(h, freqs_cis, start_pos, mask)
-        return self.output(self.norm(h)).float()
+        logits = self.output(self.norm(h))
+        return logits if logits.dtype == torch.float64 else logits.float()
 
     # ------------------------------------------------------------------ KV cache
     def setup_cache(self, max_batch_size: int | None = None, max_seq_len: int | None = None,
