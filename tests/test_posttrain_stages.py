@@ -136,3 +136,16 @@ def test_sft_reuses_the_trainer_and_lowers_the_loss(chat_format):
     assert isinstance(trainer, minillama.train.Trainer)
     losses = [h["loss"] for h in trainer.history]
     assert len(losses) == 20 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_reward_model_save_and_load_round_trip(chat_format, tmp_path):
+    """save_reward_model then load_reward_model gives the same rewards."""
+    from minillama.posttrain.reward import RewardModel, batch_rows, load_reward_model, save_reward_model
+
+    rm = RewardModel.from_policy(tiny(chat_format.tokenizer.n_words))
+    torch.nn.init.normal_(rm.value_head.weight)
+    save_reward_model(rm, tmp_path / "rm")
+    again = load_reward_model(tmp_path / "rm")
+    tokens, lengths = batch_rows([[1, 2, 3], [4, 5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(again(tokens, lengths), rm.eval()(tokens, lengths))

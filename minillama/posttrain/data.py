@@ -90,12 +90,13 @@ class Example:
             raise ValueError(f"{len(self.tokens)} tokens but {len(self.target)} target flags")
 
 
-def render(chat_format, messages: list[dict], exclude_ids: tuple[int, ...] = ()) -> Example:
+def render(chat_format, messages: list[dict], exclude_ids: tuple[int, ...] = (), allow_empty: bool = False) -> Example:
     """A finished dialog -> Example whose targets are the assistant's tokens (minus any id in `exclude_ids`, e.g.
-    eot/eom for DPO's formatting mask)."""
+    eot/eom for DPO's formatting mask). An empty answer leaves no target once eot is excluded: allowed only with
+    `allow_empty` (DPO: its log-probability is then 0)."""
     tokens, roles = chat_format.encode_dialog_with_roles(messages)
     target = [m and t not in exclude_ids for m, t in zip(assistant_mask(roles), tokens)]
-    if not any(target):
+    if not any(target) and not allow_empty:
         raise ValueError("the dialog has no assistant tokens to train on; end it with an assistant message")
     return Example(tokens, target)
 

@@ -69,7 +69,8 @@ def make_pairs(tasks: list[T.Task], samples: list[list[str]], seed: int = 0) -> 
 
 def render_response(chat_format, task: T.Task, response: str) -> Example:
     """The dialog with targets on the response tokens only, formatting tokens (headers, eot/eom) masked out."""
-    return render(chat_format, task.messages(response, system=False), exclude_ids=dialog_formatting_ids(chat_format))
+    return render(chat_format, task.messages(response, system=False), exclude_ids=dialog_formatting_ids(chat_format),
+                  allow_empty=True)
 
 
 @dataclass

@@ -37,8 +37,8 @@ class PipelineConfig:
     rm_prompts: int = 800
     rm_heldout_prompts: int = 200
     rm_samples: int = 4  # policy samples per prompt to rank (besides the edited answer and corruptions)
-    rm_steps: int = 150
-    rm_lr: float = 1e-3
+    rm_steps: int = 400
+    rm_lr: float = 2e-3
     rs_prompts: int = 1500
     rs_k: int = 8
     rs_curve_prompts: int = 200
@@ -136,11 +136,21 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     rs_tasks = T.make_tasks(cfg.rs_prompts, "train", seed=cfg.seed + 3)
     rs = rejection_sample(sft, rm, cf, rs_tasks, cfg.rs_k, cfg.temperature, seed=cfg.seed + 11)
     picks_right = sum(T.check(t, r) for t, r in rs["best"]) / len(rs["best"])
+    # Llama 3's SFT mix holds the rejection-sampled responses *and* its other SFT data: the picks plus as many of
+    # the stage-1 dialogs (exact answers)
+    picks = task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]])
+    rs_mix = picks + task_examples(cf, sft_tasks[:len(picks)])
+    rs_cfg = default_config(cfg.rs_steps, cfg.rs_lr, cfg.batch_rows, seed=cfg.seed + 3, warmup=5)
     rs_model = copy.deepcopy(sft)
-    run_sft(rs_model, task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]]),
-            default_config(cfg.rs_steps, cfg.rs_lr, cfg.batch_rows, seed=cfg.seed + 3, warmup=5))
-    record("rejection_sampling", rs_model, time.perf_counter() - t0, best_of_k=curve, rm_picks_correct=picks_right,
-           sample_accuracy=float(rs["correct"].float().mean()))
+    run_sft(rs_model, rs_mix, rs_cfg)
+    rs_wall = time.perf_counter() - t0
+    # control: the same extra steps on the stage-1 data alone, to separate the samples' effect from more training
+    control = copy.deepcopy(sft)
+    run_sft(control, task_examples(cf, sft_tasks[:2 * len(picks)]), rs_cfg)
+    control_acc = evaluate_accuracy(control, cf, heldout)["accuracy"]
+    record("rejection_sampling", rs_model, rs_wall, best_of_k=curve, rm_picks_correct=picks_right,
+           sample_accuracy=float(rs["correct"].float().mean()), control_same_steps_exact_answers_only=control_acc)
+    log(f"{'':<22} control: same extra steps on exact answers only -> {control_acc:6.1%}")
     log(f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
         f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; RM picks right {picks_right:.1%}")
     if out is not None:

@@ -183,23 +183,31 @@ def train_reward_model(rm: RewardModel, better: list[list[int]], worse: list[lis
     return history
 
 
+HEAD_FILE = "value_head.st"
+
+
 def save_reward_model(rm: RewardModel, folder: str | Path) -> None:
-    """Body as a minillama checkpoint plus `value_head.safetensors`."""
+    """Body as a minillama checkpoint plus `value_head.st` (safetensors bytes; not `*.safetensors`, which
+    `load_checkpoint` would read as part of the body)."""
     from safetensors.torch import save
 
     from minillama.checkpoint import save_checkpoint
 
     head = {k: v.detach().contiguous() for k, v in rm.value_head.state_dict().items()}
-    save_checkpoint(rm.body, folder, extra_files={"value_head.safetensors": save(head)})
+    save_checkpoint(rm.body, folder, extra_files={HEAD_FILE: save(head)})
 
 
 def load_reward_model(folder: str | Path) -> RewardModel:
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     from minillama.checkpoint import load_checkpoint
 
+    head = Path(folder) / HEAD_FILE
+    if not head.is_file():
+        raise FileNotFoundError(f"{folder} has no {HEAD_FILE}: pass a folder written by save_reward_model "
+                                "(`minillama reward --out DIR` writes DIR/reward_model)")
     rm = RewardModel(load_checkpoint(folder))
-    rm.value_head.load_state_dict(load_file(str(Path(folder) / "value_head.safetensors")))
+    rm.value_head.load_state_dict(load(head.read_bytes()))
     return rm.eval()
 
 
@@ -208,7 +216,7 @@ def load_reward_model(folder: str | Path) -> RewardModel:
 # ----------------------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """`minillama reward --policy CKPT --out DIR`: train a reward model on the policy's body, report pairwise
-    accuracy on held-out pairs, save it (body checkpoint + value_head.safetensors) and a margin histogram."""
+    accuracy on held-out pairs, save it (body checkpoint + value_head.st) and a margin histogram."""
     from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
     from minillama.posttrain.pipeline import plot_reward_margins
     from minillama.posttrain.rejection import sample_responses
