@@ -317,6 +317,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
     p.add_argument("--eval-only", default=None, help="evaluate this checkpoint folder instead of training")
+    p.add_argument("--tie-embeddings", action="store_true",
+                   help="fresh model with tied input/output embeddings (an easy identity map helps copying)")
     return p
 
 
@@ -337,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
         model.eval()
     else:
         model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
-                                              seed=args.seed, out_dir=out, log_every=args.log_every)
+                                              seed=args.seed, out_dir=out, log_every=args.log_every,
+                                              model_args={"tie_word_embeddings": True} if args.tie_embeddings
+                                              else None)
     train_s = time.perf_counter() - t0
     heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
     t1 = time.perf_counter()
