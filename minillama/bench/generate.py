@@ -21,10 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="weights and cache of both models (decoding reads every weight once per token, so bf16 "
+                         "halves the bytes)")
     a = ap.parse_args(argv)
     setup(a)
     model, hf = bench_models()
-    model.eval()
+    dtype = getattr(torch, a.dtype)
+    model, hf = model.to(dtype).eval(), hf.to(dtype).eval()
     prompt = torch.randint(0, model.args.vocab_size, (a.batch, a.prompt_len), generator=torch.Generator().manual_seed(0))
 
     def ours():
@@ -36,14 +40,18 @@ def main(argv: list[str] | None = None) -> int:
                           min_new_tokens=a.new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
         return out[:, a.prompt_len:].tolist()
 
-    assert ours() == theirs(), "minillama and transformers disagree on the greedy tokens"
+    same = ours() == theirs()
+    if a.dtype == "float32":
+        assert same, "minillama and transformers disagree on the greedy tokens"
+    elif not same:
+        print("note: in bfloat16 the two greedy continuations differ (rounding), so the timed work differs slightly")
     variants = {"minillama": ours, "transformers": theirs}
     if a.compile:
         compiled = torch.compile(model)
         variants["minillama+compile"] = lambda: generate(compiled, prompt.tolist(), a.new_tokens)
     times = interleaved(variants, rounds=a.rounds)
     n = a.batch * a.new_tokens
-    print(f"greedy decoding, batch {a.batch}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
+    print(f"greedy decoding, {a.dtype}, batch {a.batch}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
           f"{model.num_params() / 1e6:.1f}M parameters; tokens/s (median of {a.rounds}, best in brackets)")
     ref_med, ref_best = summary(times["transformers"])
     for name, t in times.items():
