@@ -15,7 +15,8 @@ Llama 3's changes, all here:
 * Log-probabilities are **sums** over response tokens (`data.sequence_logprobs`); the reference's are computed once.
 
 The preference pairs are on-policy: for each training prompt the latest policy's samples are judged by the checker;
-chosen is a correct sample (or the exact answer, "edited", when none is right) and rejected a wrong one.
+chosen is a correct sample (or the exact answer, "edited", when none is right) and rejected the wrong answer
+the policy gives most often: DPO moves probability exactly where the policy errs.
 
 `python -m minillama.posttrain.dpo --policy CKPT --out DIR` (or `minillama dpo ...`).
 """
@@ -52,8 +53,9 @@ class Pair:
 
 
 def make_pairs(tasks: list[T.Task], samples: list[list[str]], seed: int = 0) -> list[Pair]:
-    """On-policy pairs: chosen = a correct sample (else the exact answer), rejected = the worst wrong sample by
-    partial credit. Prompts whose samples are all right give no pair (nothing to prefer)."""
+    """On-policy pairs: chosen = a correct sample (else the exact answer, "edited"), rejected = the policy's most
+    frequent wrong sample (ties: the closest to right), i.e. the mistake it is most likely to make. Prompts whose
+    samples are all right give no pair (nothing to prefer)."""
     rng = random.Random(seed)
     pairs = []
     for task, outs in zip(tasks, samples):
@@ -62,7 +64,7 @@ def make_pairs(tasks: list[T.Task], samples: list[list[str]], seed: int = 0) -> 
         if not wrong:
             continue
         chosen = rng.choice(right) if right else task.answer
-        rejected = min(wrong, key=lambda o: (T.score(task, o), rng.random()))
+        rejected = max(sorted(set(wrong)), key=lambda o: (wrong.count(o), T.score(task, o)))
         pairs.append(Pair(task, chosen, rejected))
     return pairs
 
@@ -184,11 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policy", default="auto", help="checkpoint to start from; also the frozen reference")
     p.add_argument("--tokenizer", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--prompts", type=int, default=1500)
+    p.add_argument("--prompts", type=int, default=3000)
     p.add_argument("--k", type=int, default=4, help="samples per prompt to build pairs from")
-    p.add_argument("--steps", type=int, default=80)
+    p.add_argument("--steps", type=int, default=240)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--beta", type=float, default=DPO_BETA)
     p.add_argument("--nll-coef", type=float, default=NLL_COEF)
     p.add_argument("--seed", type=int, default=0)

@@ -29,7 +29,7 @@ class PipelineConfig:
 
     init: str = "auto"  # checkpoint folder | "fresh" | "auto" (the shipped pre-trained model, else fresh)
     tokenizer: str | None = None
-    n_eval: int = 400  # held-out prompts (100 per task kind)
+    n_eval: int = 800  # held-out prompts (200 per task kind)
     sft_train: int = 6000
     sft_steps: int = 200
     sft_lr: float = 3e-3
@@ -44,10 +44,10 @@ class PipelineConfig:
     rs_curve_prompts: int = 200
     rs_steps: int = 100
     rs_lr: float = 1e-3
-    dpo_prompts: int = 1500
+    dpo_prompts: int = 3000
     dpo_k: int = 4
-    dpo_steps: int = 80
-    dpo_lr: float = 2e-4
+    dpo_steps: int = 240
+    dpo_lr: float = 3e-5
     dpo_batch: int = 16
     dpo_seeds: tuple[int, ...] = (0, 1)
     temperature: float = 0.7
