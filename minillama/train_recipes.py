@@ -44,7 +44,7 @@ def load_shipped():
     return load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
 
 
-GOLDEN_PROMPTS = ("def", "class", "import")
+GOLDEN_PROMPTS = ("import os\n\n\ndef", "    def __init__(self", "def")
 GOLDEN_NEW_TOKENS = 32
 
 
