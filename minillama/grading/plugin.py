@@ -94,7 +94,7 @@ def pytest_runtest_makereport(item, call):
         spec = item.callspec.params.get("impl_spec") if hasattr(item, "callspec") else None
         _record(item.config, {
             "event": "result", "nodeid": item.nodeid, "chapter": _chapter(item.module),
-            "test": item.originalname, "doc": (item.function.__doc__ or "").strip().split("\n")[0],
+            "test": item.name, "doc": (item.function.__doc__ or "").strip().split("\n")[0],
             "impl": spec or item.config.getoption("--impl"),
             "points": float(marker.args[0] if marker.args else 1), "passed": bool(report.passed),
             "reason": report.longrepr if isinstance(report.longrepr, str) else _short_reason(report),

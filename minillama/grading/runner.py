@@ -129,18 +129,18 @@ def _points_of(chapter: str, test_name: str) -> float:
 
 # ---------------------------------------------------------------------- reporting
 def score_table(results: list[dict]) -> str:
-    lines = [f"{'test':<58} {'points':>8}  result  reason", "-" * 110]
+    lines = [f"{'test':<64} {'points':>8}  result  reason", "-" * 116]
     total = got = 0.0
     for r in sorted(results, key=lambda r: r["nodeid"]):
         pts = r["points"]
         total += pts
         got += pts if r["passed"] else 0
-        name = f"{r['chapter']}::{r['test']}"
+        name = f"{r['chapter'].split('_')[0]}::{r['test']}"
         score = f"{pts if r['passed'] else 0:g}/{pts:g}"
-        lines.append(f"{name[:58]:<58} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
+        lines.append(f"{name[:64]:<64} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
                      f"{'' if r['passed'] else r['reason'][:90]}")
     pct = 100 * got / total if total else 0.0
-    lines += ["-" * 110, f"{'total':<58} {f'{got:g}/{total:g}':>8}  {pct:.0f}%"]
+    lines += ["-" * 116, f"{'total':<64} {f'{got:g}/{total:g}':>8}  {pct:.0f}%"]
     return "\n".join(lines)
 
 
