@@ -38,10 +38,15 @@ def parameter_count(args: ModelArgs) -> int:
     return model.num_params()
 
 
+#: Share of a budget a model may use; the rest is left for activations, the runtime and everything else.
+USABLE = 0.9
+
+
 def where_it_fits(n_bytes: int) -> str:
-    """The smallest place in `DEPLOYMENTS` with room for `n_bytes`, else 'cluster (several servers)'."""
+    """The smallest place in `DEPLOYMENTS` whose usable memory (`USABLE` of the budget) holds `n_bytes`, else
+    'cluster (several servers)'."""
     for place, budget in DEPLOYMENTS.items():
-        if n_bytes <= budget:
+        if n_bytes <= USABLE * budget:
             return place
     return "cluster (several servers)"
 
@@ -93,9 +98,11 @@ def plot_memory(rows: list[dict], context: int = 131072, ax=None):
     ax.bar(names, kv, bottom=weights, label=f"KV cache, {context:,} tokens (bf16)", color="tab:orange")
     for (place, budget), style in zip(DEPLOYMENTS.items(), (":", "--", "-.")):
         ax.axhline(budget / GB, color="gray", linestyle=style, linewidth=1)
-        ax.text(len(rows) - 0.5, budget / GB * 1.08, place, ha="right", fontsize=8, color="gray")
+        ax.text(-0.45, budget / GB * 1.08, place, ha="left", fontsize=8, color="dimgray")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5)  # a log axis needs a floor for bars that start at 0
     ax.set_ylabel("GB (10^9 bytes)")
     ax.set_title("Memory to serve one sequence")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
+    ax.figure.tight_layout()
     return ax.figure

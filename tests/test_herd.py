@@ -67,10 +67,12 @@ def test_rows_cover_the_herd_with_facts_numbers(rows):
 
 
 def test_where_it_fits(rows):
-    """§6: the 405B model in BF16 does not fit on one 8-GPU machine, in FP8 it does; 1B fits a laptop."""
+    """§6: the 405B model in BF16 does not fit on one 8-GPU machine, in FP8 it does; 1B (and 8B in FP8) fit a laptop."""
     assert rows["llama3.1-405b"]["fits_bf16"].startswith("cluster")
     assert rows["llama3.1-405b"]["fits_fp8"].startswith("server")
     assert rows["llama3.2-1b"]["fits_bf16"].startswith("laptop")
+    assert rows["llama3.1-8b"]["fits_fp8"].startswith("laptop")  # 8 GB + 1 GiB of cache in 90% of 16 GiB
+    assert rows["llama3.1-8b"]["fits_bf16"].startswith("one GPU")  # 16.1 GB + 1 GiB does not
     assert where_it_fits(10**15).startswith("cluster")
 
 
