@@ -149,3 +149,23 @@ def test_reward_model_save_and_load_round_trip(chat_format, tmp_path):
     tokens, lengths = batch_rows([[1, 2, 3], [4, 5, 6, 7]])
     with torch.no_grad():
         torch.testing.assert_close(again(tokens, lengths), rm.eval()(tokens, lengths))
+
+
+def test_pipeline_runs_every_stage_and_writes_its_report(tmp_path):
+    """The measured pipeline end to end at toy sizes: every stage reports an accuracy and a wall time, and the
+    summary table, results and plots are written."""
+    import json
+
+    from minillama.posttrain.pipeline import PipelineConfig, run
+
+    cfg = PipelineConfig.small(n_eval=8, sft_train=60, sft_steps=2, batch_rows=2, rm_prompts=8, rm_heldout_prompts=4,
+                               rm_samples=1, rm_steps=2, rs_prompts=6, rs_k=2, rs_curve_prompts=4, rs_steps=2,
+                               dpo_prompts=8, dpo_k=2, dpo_steps=2, dpo_batch=4)
+    results = run(cfg, tmp_path, log=lambda *a: None)
+    assert list(results["stages"]) == ["pretrained", "sft", "rejection_sampling", "dpo", "averaged"]
+    assert all(0 <= r["accuracy"] <= 1 and r["wall_s"] >= 0 for r in results["stages"].values())
+    assert 0 <= results["reward_model"]["pairwise_accuracy"] <= 1
+    for name in ("results.json", "summary.md", "stages.png", "best_of_k.png", "dpo_rewards.png", "reward_margins.png"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "results.json").read_text())["stages"]["sft"]["accuracy"] == results["stages"]["sft"]["accuracy"]
+    assert "| sft |" in (tmp_path / "summary.md").read_text()

@@ -1,6 +1,6 @@
 """Every post-training stage end to end, each one measured on held-out prompts [P §4.1–4.2].
 
-    pre-trained ─SFT─> sft ─reward model─> rm ─rejection sampling + SFT─> rs ─DPO ×2 seeds─> dpo_a, dpo_b ─average─> avg
+    pre-trained ─SFT─> sft ─reward model─> rm ─rejection sampling + SFT─> rs ─DPO ×3 (own data each)─> average
 
 `python -m minillama.posttrain.pipeline --out runs/posttrain` writes `results.json`, `summary.md` (the table for the
 README) and the plots, and prints one line per stage: held-out accuracy and wall time. `--smoke` (or
@@ -49,7 +49,7 @@ class PipelineConfig:
     dpo_steps: int = 240
     dpo_lr: float = 3e-5
     dpo_batch: int = 16
-    dpo_seeds: tuple[int, ...] = (0, 1)
+    dpo_seeds: tuple[int, ...] = (0, 1, 2)
     temperature: float = 0.7
     seed: int = 0
 
@@ -58,7 +58,7 @@ class PipelineConfig:
         """Smoke sizes: every stage runs, numbers are not meaningful."""
         base = dict(n_eval=40, sft_train=400, sft_steps=12, batch_rows=4, rm_prompts=60, rm_heldout_prompts=20,
                     rm_samples=2, rm_steps=8, rs_prompts=60, rs_k=4, rs_curve_prompts=20, rs_steps=6,
-                    dpo_prompts=60, dpo_k=2, dpo_steps=6, dpo_batch=8)
+                    dpo_prompts=60, dpo_k=2, dpo_steps=6, dpo_batch=8, dpo_seeds=(0, 1))
         base.update(kw)
         return cls(**base)
 
@@ -156,26 +156,25 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     if out is not None:
         save_figure(plot_best_of_k(curve), out / "best_of_k.png")
 
-    # ---- 4. DPO from the rejection-sampling model, on-policy pairs, two seeds
-    dpo_runs, dpo_hist = [], {}
-    t0 = time.perf_counter()
-    dpo_tasks = T.make_tasks(cfg.dpo_prompts, "train", seed=cfg.seed + 4)
-    dpo_samples = sample_responses(rs_model, cf, dpo_tasks, cfg.dpo_k, temperature=cfg.temperature,
-                                   seed=cfg.seed + 13, desc="DPO samples")
-    pairs = D.make_pairs(dpo_tasks, dpo_samples, seed=cfg.seed)
+    # ---- 4. DPO from the rejection-sampling model: on-policy pairs, one run per seed, each on its own prompts
+    #         ("runs with different versions of data", which model averaging then combines [P §4.1.5])
+    dpo_runs, dpo_hist, walls, n_pairs = [], {}, [], []
     ref = copy.deepcopy(rs_model)
-    data = D.prepare(ref, cf, pairs)
-    prep_wall = time.perf_counter() - t0
-    walls = []
     for s in cfg.dpo_seeds:
         t1 = time.perf_counter()
+        dpo_tasks = T.make_tasks(cfg.dpo_prompts, "train", seed=cfg.seed + 4 + 100 * s)
+        dpo_samples = sample_responses(rs_model, cf, dpo_tasks, cfg.dpo_k, temperature=cfg.temperature,
+                                       seed=cfg.seed + 13 + 100 * s, desc=f"DPO samples {s}")
+        pairs = D.make_pairs(dpo_tasks, dpo_samples, seed=s)
+        data = D.prepare(ref, cf, pairs)
         m = copy.deepcopy(rs_model)
         dpo_hist[s] = D.train_dpo(m, data, cfg.dpo_steps, cfg.dpo_batch, cfg.dpo_lr, seed=s, desc=f"DPO seed {s}")
         dpo_runs.append(m)
         walls.append(time.perf_counter() - t1)
-    results["dpo_pairs"] = len(pairs)
+        n_pairs.append(len(pairs))
+    results["dpo_pairs"] = n_pairs
     results["dpo_history"] = dpo_hist
-    record("dpo", dpo_runs[0], prep_wall + walls[0], pairs=len(pairs))
+    record("dpo", dpo_runs[0], walls[0], pairs=n_pairs[0])
     for s, m in zip(cfg.dpo_seeds[1:], dpo_runs[1:]):
         acc_s = evaluate_accuracy(m, cf, heldout)["accuracy"]
         results["stages"]["dpo"].setdefault("other_seeds", {})[s] = acc_s
