@@ -26,8 +26,9 @@ tokens only, packed dialogs) and `evaluate_tool_use()` reports, on held-out requ
   the right result;
 - `accuracy_without_tools`: the same questions with tools off, answered directly.
 
-`python -m minillama.tooluse --out runs/tooluse` runs it all (a few minutes on one CPU thread) and writes
-`results.json`.
+`python -m minillama.tooluse --out runs/tooluse` runs it all (about 13 minutes on one CPU thread) and writes
+`results.json`. Measured on 100 held-out requests (74 needing a tool): well-formed calls 100%, right tool 100%,
+accuracy with tools 89.2% against 2.7% without.
 """
 
 from __future__ import annotations
@@ -204,14 +205,20 @@ def _first_fit_loader(examples, seq_len: int, seed: int):
     return FirstFitLoader(examples, seq_len, seed=seed)
 
 
-def train_tool_model(n_train: int = 6000, steps: int = 600, lr: float = 3e-3, batch_size: int = 16,
-                     seq_len: int = 256, init: str | None = "auto", seed: int = 0, out_dir: str | Path | None = None,
+def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, batch_size: int = 8,
+                     seq_len: int = 256, init: str | None = "fresh", seed: int = 0, out_dir: str | Path | None = None,
                      chat_format=None, model_args: dict | None = None, progress: bool | None = None,
                      log_every: int = 0):
     """SFT a small model on synthetic tool dialogs. Returns (model, chat_format, trainer).
 
-    `init`: a checkpoint folder, "fresh", or "auto" (the shipped pre-trained model if any, else fresh);
-    `model_args`: overrides for a fresh model (e.g. smaller `dim` in smoke mode).
+    `init`: a checkpoint folder, "fresh" (default: a 128-wide, 4-layer model with tied embeddings, ~1.9M
+    parameters), or "auto" (the shipped pre-trained model if any, else fresh); `model_args`: overrides for a fresh
+    model (e.g. a smaller `dim` in smoke mode).
+
+    Measured (one CPU thread, 1400 steps, ~13 min): the format is learned within ~200 steps, but *copying* numbers
+    from the question into the call and from the tool result into the answer only appears after ~800 steps (the
+    loss drops from ~0.7 to ~0.2: an induction-head phase change). Untied embeddings, or the 2-layer shipped model,
+    did not get there in 700 steps (0% accuracy with perfectly formed calls).
     """
     from minillama.posttrain.common import FRESH_ARGS, load_chat_format, load_policy
     from minillama.posttrain.data import render
@@ -221,6 +228,8 @@ def train_tool_model(n_train: int = 6000, steps: int = 600, lr: float = 3e-3, ba
 
     chat_format = chat_format or load_chat_format()
     vocab = chat_format.tokenizer.n_words
+    if init == "fresh" and model_args is None:
+        model_args = {"tie_word_embeddings": True}
     if model_args:
         from minillama.config import ModelArgs
         from minillama.model import Transformer
@@ -308,17 +317,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m minillama.tooluse", description="SFT a small model to call tools "
                                 "and measure it on held-out requests.")
     p.add_argument("--out", required=True, help="output folder (checkpoint/, results.json)")
-    p.add_argument("--init", default="auto", help="checkpoint folder, 'fresh', or 'auto'")
+    p.add_argument("--init", default="fresh", help="checkpoint folder, 'fresh' (tied embeddings), or 'auto'")
     p.add_argument("--n-train", type=int, default=6000)
     p.add_argument("--n-eval", type=int, default=100)
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1400)
+    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
     p.add_argument("--eval-only", default=None, help="evaluate this checkpoint folder instead of training")
-    p.add_argument("--tie-embeddings", action="store_true",
-                   help="fresh model with tied input/output embeddings (an easy identity map helps copying)")
+    p.add_argument("--untied", action="store_true",
+                   help="fresh model with untied input/output embeddings (tied ones make copying easy to learn)")
     return p
 
 
@@ -340,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
                                               seed=args.seed, out_dir=out, log_every=args.log_every,
-                                              model_args={"tie_word_embeddings": True} if args.tie_embeddings
+                                              model_args={"tie_word_embeddings": False} if args.untied
                                               else None)
     train_s = time.perf_counter() - t0
     heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
