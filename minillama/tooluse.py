@@ -275,6 +275,7 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
     else:
         lm = model
     counts = {"tool_requests": 0, "well_formed": 0, "right_tool": 0, "answered_with": 0, "answered_without": 0}
+    by_kind: dict[str, list[int]] = {"calc": [0, 0, 0], "code": [0, 0, 0]}  # n, right with tools, right without
     transcripts = []
     with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s,
                  memory_mb=512) as toolbox:
@@ -297,6 +298,10 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
             direct = parse_assistant_text(lm([{"role": "system", "content": TOOLS_OFF},
                                               {"role": "user", "content": task.prompt}]))
             counts["answered_without"] += task.result in direct["content"]
+            kind = by_kind[task.kind]
+            kind[0] += 1
+            kind[1] += ok_with
+            kind[2] += task.result in direct["content"]
             if len(transcripts) < examples:
                 transcripts.append(format_transcript(result.messages))
     n_tool = max(1, counts["tool_requests"])
@@ -306,6 +311,8 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
         "right_tool": counts["right_tool"] / max(1, len(tasks)),
         "accuracy_with_tools": counts["answered_with"] / n_tool,
         "accuracy_without_tools": counts["answered_without"] / n_tool,
+        "by_kind": {k: {"n": n, "with_tools": w / max(1, n), "without_tools": wo / max(1, n)}
+                    for k, (n, w, wo) in by_kind.items()},
         "transcripts": transcripts,
     }
 
@@ -362,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(metrics, indent=2))
     for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):
         print(f"{key:>24}: {metrics[key]:.1%}")
-    print(f"trained {args.steps} steps in {train_s:.0f} s; {metrics['params']:,} parameters; results in {out}")
+    for kind, row in metrics["by_kind"].items():
+        print(f"{kind:>24}: {row['with_tools']:.1%} with tools, {row['without_tools']:.1%} without (n={row['n']})")
+    done = f"evaluated {args.eval_only}" if args.eval_only else f"trained {args.steps} steps in {train_s:.0f} s"
+    print(f"{done}; {metrics['params']:,} parameters; results in {out}")
     print("\n\n".join(metrics["transcripts"][:2]))
     return 0
 
