@@ -28,7 +28,7 @@ tokens only, packed dialogs) and `evaluate_tool_use()` reports, on held-out requ
 
 `python -m minillama.tooluse --out runs/tooluse` runs it all (about 13 minutes on one CPU thread) and writes
 `results.json`. Measured on 100 held-out requests (74 needing a tool): well-formed calls 100%, right tool 100%,
-accuracy with tools 89.2% against 2.7% without.
+accuracy with tools 89.2% against 2.7% without (calculator questions 92.1% vs 0%, code questions 86.1% vs 5.6%).
 """
 
 from __future__ import annotations
