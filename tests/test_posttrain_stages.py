@@ -79,15 +79,16 @@ def test_best_of_k_curve_by_hand():
 
 
 def test_dpo_pairs_prefer_right_over_wrong():
-    """Chosen is a right sample (or the exact answer when none is), rejected the worst wrong one; all-right prompts
-    give no pair."""
+    """Chosen is a right sample (or the exact answer when none is); rejected is the most frequent wrong sample, ties
+    going to the closest; all-right prompts give no pair."""
     from minillama.posttrain.dpo import make_pairs
 
     t = T.Task("max", (1, 7, 3))
     u = T.Task("min", (4, 2, 9))
     v = T.Task("count", (1, 1, 1))
-    pairs = make_pairs([t, u, v], [["7", "6", "1"], ["5", "3", "9"], ["3", "3", "3"]])
-    assert [(p.chosen, p.rejected) for p in pairs] == [("7", "1"), ("2", "9")]
+    w = T.Task("last", (5, 5, 4))
+    pairs = make_pairs([t, u, v, w], [["7", "6", "1"], ["5", "3", "9"], ["3", "3", "3"], ["1", "1", "5", "4"]])
+    assert [(p.chosen, p.rejected) for p in pairs] == [("7", "6"), ("2", "3"), ("4", "1")]
 
 
 def test_dpo_training_separates_chosen_from_rejected(chat_format):
