@@ -168,5 +168,6 @@ def test_pipeline_runs_every_stage_and_writes_its_report(tmp_path):
     assert 0 <= results["reward_model"]["pairwise_accuracy"] <= 1
     for name in ("results.json", "summary.md", "stages.png", "best_of_k.png", "dpo_rewards.png", "reward_margins.png"):
         assert (tmp_path / name).is_file(), name
-    assert json.loads((tmp_path / "results.json").read_text())["stages"]["sft"]["accuracy"] == results["stages"]["sft"]["accuracy"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["stages"]["sft"]["accuracy"] == results["stages"]["sft"]["accuracy"]
     assert "| sft |" in (tmp_path / "summary.md").read_text()

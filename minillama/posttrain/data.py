@@ -57,7 +57,8 @@ def formatting_mask(tokens: Tensor, formatting_ids: list[int] | Tensor) -> Tenso
 
 
 def token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
-    """log p(labels[t] | ...) at every position, 0 where labels == IGNORE_INDEX. logits (b,s,v), labels (b,s) -> (b,s)."""
+    """log p(labels[t] | ...) at every position, 0 where labels == IGNORE_INDEX.
+    logits (b, s, v), labels (b, s) -> (b, s)."""
     keep = labels != IGNORE_INDEX
     logp = torch.log_softmax(logits.float(), dim=-1)
     picked = torch.gather(logp, -1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)

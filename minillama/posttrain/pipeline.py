@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -120,7 +119,8 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     rm_hist = R.train_reward_model(rm, better, worse, cfg.rm_steps, lr=cfg.rm_lr, seed=cfg.seed)
     acc, margins = R.evaluate_pairs(rm, *R.pair_rows(cf, held_pairs))
     rm_wall = time.perf_counter() - t0
-    results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs), "heldout_pairs": len(held_pairs),
+    results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs),
+                               "heldout_pairs": len(held_pairs),
                                "wall_s": rm_wall, "history": rm_hist, "margins": margins.tolist()}
     log(f"{'reward model':<22} held-out pairwise accuracy {acc:6.1%} on {len(held_pairs)} pairs  {rm_wall:7.1f} s")
     if out is not None:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from minillama.model import Transformer
 from minillama.posttrain import tasks as T
-from minillama.posttrain.data import Example, hidden_states, render
+from minillama.posttrain.data import hidden_states
 from minillama.posttrain.losses import bradley_terry_loss
 
 

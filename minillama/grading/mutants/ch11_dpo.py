@@ -34,7 +34,8 @@ MUTANTS = {
     # beta outside the sigmoid
     "dpo-beta-outside": {"dpo_loss": lambda pc, pr, rc, rr, beta=0.1: -beta * F.logsigmoid((pc - pr) - (rc - rr))},
     # reference subtracted the wrong way round
-    "dpo-reference-swapped": {"dpo_loss": lambda pc, pr, rc, rr, beta=0.1: -F.logsigmoid(beta * ((pc - pr) + (rc - rr)))},
+    "dpo-reference-swapped": {"dpo_loss": lambda pc, pr, rc, rr, beta=0.1:
+                              -F.logsigmoid(beta * ((pc - pr) + (rc - rr)))},
     # keeps eot/eom and headers in the response log-probs
     "mask-keeps-formatting": {"dpo_response_mask": lambda t, a, ids: a.bool()},
     # drops formatting tokens but also counts the prompt
