@@ -27,10 +27,12 @@ def shipped_tokenizer_path() -> Path:
 
 
 def shipped_checkpoint() -> Path | None:
-    """The pre-trained small model shipped in minillama/assets (a folder with config.json), if there is one."""
-    for folder in sorted(assets_dir().glob("*")):
-        if folder.is_dir() and (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-            return folder
+    """The pre-trained model shipped in minillama/assets (`minillama.train.SHIPPED`), if it is there."""
+    from minillama.train import SHIPPED
+
+    folder = assets_dir() / SHIPPED
+    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
+        return folder
     return None
 
 
