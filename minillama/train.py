@@ -651,7 +651,8 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
         tok_file = tokenizer_path or (folder / "tokenizer.model" if (folder / "tokenizer.model").exists() else None)
         return folder, read_meta(folder), _load_tokenizer(tok_file) if tok_file else None
     folder = out / "data"
-    if (folder / "meta.json").is_file() and read_meta(folder).get("source") == data:
+    source = data if not limit_mb else f"{data} (first {limit_mb:g} MB)"
+    if (folder / "meta.json").is_file() and read_meta(folder).get("source") == source:
         return folder, read_meta(folder), _load_tokenizer(folder / "tokenizer.model")
     from minillama.data.corpus import load_text_files, stdlib_corpus
 
@@ -674,7 +675,7 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
         tok = train_bpe([d.text for d in docs], vocab_size)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.model"))
-    meta = build_shards(docs, tok, folder, val_fraction=0.05, seed=seed, extra_meta={"source": data})
+    meta = build_shards(docs, tok, folder, val_fraction=0.05, seed=seed, extra_meta={"source": source})
     return folder, meta, tok
 
 
