@@ -349,7 +349,10 @@ class Sandbox:
                     "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", wd, wd, "--chdir", wd,
                     *python]
         if self.isolation == "namespaces":
-            return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", *python]
+            # A shell between unshare and Python turns "killed by signal N" into exit status 128 + N: unshare
+            # (util-linux 2.38) fails with "sigprocmask unblock failed" when it tries to pass a signal death on.
+            return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc",
+                    "/bin/sh", "-c", '"$@"; exit $?', "sh", *python]
         return python
 
     def _env(self) -> dict:
@@ -365,8 +368,8 @@ class Sandbox:
         group = Path(self.pids_cgroup) / f"minillama-sandbox-{uuid.uuid4().hex[:12]}"
         try:
             group.mkdir()
-            # the wrapper (bwrap/unshare) and the Python interpreter count too
-            (group / "pids.max").write_text(str(self.max_processes + 4))
+            # the wrapper (bwrap, or unshare and its shell) and the Python interpreter count too
+            (group / "pids.max").write_text(str(self.max_processes + 5))
             return group
         except OSError:
             return None
