@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="minillama generate", description=main.__doc__)
     ap.add_argument("--checkpoint", default=str(assets_dir() / "tiny-stdlib"),
                     help="folder with config.json, model.safetensors and tokenizer.model")
-    ap.add_argument("--prompt", default="def ")
+    ap.add_argument("--prompt", default="def", help="text to continue (a trailing space becomes its own token, "
+                                                     "which the model rarely saw after a word: prefer 'def')")
     ap.add_argument("--max-new-tokens", type=int, default=120)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--top-p", type=float, default=0.95)
