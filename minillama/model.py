@@ -118,8 +118,12 @@ class Transformer(nn.Module):
         # (2·max_seq_len, e/2, 2) table of (cos, sin); not a checkpoint tensor.
         self.register_buffer("freqs_cis", precompute_freqs_cis(args), persistent=False)
 
-    def forward(self, tokens: Tensor, start_pos: int = 0) -> Tensor:
-        """tokens (b, s) int64 at positions start_pos.. -> logits (b, s, v): float32 (float64 for a float64 model)."""
+    def hidden_states(self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None) -> Tensor:
+        """tokens (b, s) at positions start_pos.. -> final-normed hidden states (b, s, d).
+
+        `mask` (bool, broadcastable to (b, h, s, t), True = may attend) replaces the causal default, e.g. a
+        block-diagonal causal mask that keeps packed documents from seeing each other.
+        """
         seq_len = tokens.shape[1]
         if start_pos + seq_len > self.freqs_cis.shape[0]:
             raise ValueError(f"positions up to {start_pos + seq_len} exceed the RoPE table "
@@ -127,10 +131,15 @@ class Transformer(nn.Module):
         h = self.tok_embeddings(tokens)
         freqs_cis = self.freqs_cis[start_pos:start_pos + seq_len]
         # With a cache and several new tokens, query i may see all cached keys plus new keys up to itself.
-        mask = causal_mask(seq_len, start_pos, tokens.device) if start_pos > 0 and seq_len > 1 else None
+        if mask is None and start_pos > 0 and seq_len > 1:
+            mask = causal_mask(seq_len, start_pos, tokens.device)
         for layer in self.layers:
             h = layer(h, freqs_cis, start_pos, mask)
-        logits = self.output(self.norm(h))
+        return self.norm(h)
+
+    def forward(self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None) -> Tensor:
+        """tokens (b, s) int64 at positions start_pos.. -> logits (b, s, v): float32 (float64 for a float64 model)."""
+        logits = self.output(self.hidden_states(tokens, start_pos, mask))
         return logits if logits.dtype == torch.float64 else logits.float()
 
     # ------------------------------------------------------------------ KV cache

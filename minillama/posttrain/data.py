@@ -194,27 +194,15 @@ def document_causal_mask(doc_ids: Tensor) -> Tensor:
 # Forward passes with a packing mask
 # ----------------------------------------------------------------------------------------------------------------
 def hidden_states(model: Transformer, tokens: Tensor, doc_ids: Tensor | None = None) -> Tensor:
-    """The model's final normed hidden states (b, s, d), with a document mask when `doc_ids` is given.
-
-    The same steps as `Transformer.forward` (embedding, blocks, final norm) with an explicit attention mask, which
-    `Transformer.forward` does not take; the reward model reads its score from these states.
-    """
-    seq_len = tokens.shape[1]
-    if seq_len > model.freqs_cis.shape[0]:
-        raise ValueError(f"{seq_len} positions exceed the RoPE table; raise ModelArgs.max_seq_len")
+    """The model's final normed hidden states (b, s, d), with a document mask when `doc_ids` is given; the reward
+    model reads its score from these states."""
     mask = document_causal_mask(doc_ids) if doc_ids is not None else None
-    h = model.tok_embeddings(tokens)
-    freqs_cis = model.freqs_cis[:seq_len]
-    for layer in model.layers:
-        h = layer(h, freqs_cis, 0, mask)
-    return model.norm(h)
+    return model.hidden_states(tokens, mask=mask)
 
 
 def forward(model: Transformer, tokens: Tensor, doc_ids: Tensor | None = None) -> Tensor:
     """Logits (b, s, v) in float32; with `doc_ids`, packed dialogs do not see each other."""
-    if doc_ids is None:
-        return model(tokens)
-    return model.output(hidden_states(model, tokens, doc_ids)).float()
+    return model(tokens, mask=document_causal_mask(doc_ids) if doc_ids is not None else None)
 
 
 def target_logprobs(model: Transformer, tokens: Tensor, labels: Tensor, doc_ids: Tensor | None = None) -> Tensor:
