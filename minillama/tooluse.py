@@ -179,32 +179,6 @@ def training_dialogs(tasks: list[ToolTask], tools_off_share: float = 0.25, seed:
 # ----------------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------------
-def _first_fit_loader(examples, seq_len: int, seed: int):
-    """`posttrain.sft.DialogLoader` whose batch filling simulates the same first-fit packing that
-    `pack_examples` does, so a batch always has exactly `rows` rows."""
-    from minillama.posttrain.data import pack_examples
-    from minillama.posttrain.sft import DialogLoader
-
-    class FirstFitLoader(DialogLoader):
-        def next_batch(self, rows: int) -> dict:
-            picked, used = [], []
-            while True:
-                e = self._next_example()
-                n = len(e.tokens)
-                slot = next((r for r, u in enumerate(used) if u + n <= self.seq_len), None)
-                if slot is None:
-                    if len(used) == rows:
-                        self.pos -= 1  # this dialog opens the next batch
-                        break
-                    used.append(n)
-                else:
-                    used[slot] += n
-                picked.append(e)
-            return pack_examples(picked, self.seq_len, self.pad_id).as_dict()
-
-    return FirstFitLoader(examples, seq_len, seed=seed)
-
-
 def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, batch_size: int = 8,
                      seq_len: int = 256, init: str | None = "fresh", seed: int = 0, out_dir: str | Path | None = None,
                      chat_format=None, model_args: dict | None = None, progress: bool | None = None,
@@ -223,7 +197,7 @@ def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, b
     from minillama.posttrain.common import FRESH_ARGS, load_chat_format, load_policy
     from minillama.posttrain.data import render
     from minillama.posttrain.data import sft_loss
-    from minillama.posttrain.sft import default_config
+    from minillama.posttrain.sft import DialogLoader, default_config
     from minillama.train import train
 
     chat_format = chat_format or load_chat_format()
@@ -246,7 +220,7 @@ def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, b
             if record["step"] % log_every == 0 or record["step"] == steps:
                 print(f"step {record['step']:>5}  loss {record['loss']:.3f}  {tr.wall_s:.0f} s", flush=True)
         callbacks.append(log)
-    trainer = train(model, _first_fit_loader(examples, seq_len, seed), cfg, loss_fn=sft_loss, out_dir=out_dir,
+    trainer = train(model, DialogLoader(examples, seq_len, seed=seed), cfg, loss_fn=sft_loss, out_dir=out_dir,
                     progress=progress, callbacks=callbacks)
     model.eval()
     return model, chat_format, trainer

@@ -148,3 +148,25 @@ def test_target_only_logprobs_and_sft_loss_match_full_logits():
     torch.testing.assert_close(target_logprobs(model, b.tokens, b.labels, b.doc_ids), full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sft_loss(model, b), masked_cross_entropy(forward(model, b.tokens, b.doc_ids), b.labels),
                                atol=1e-5, rtol=1e-5)
+
+
+def test_dialog_loader_always_fills_exactly_the_rows_asked_for():
+    """Dialogs of mixed lengths once made the loader's row count and the packer's disagree; every batch must have
+    `rows` rows, never split a dialog, and hand out each dialog exactly once per epoch."""
+    import random
+
+    from minillama.posttrain.sft import DialogLoader
+
+    rng = random.Random(0)
+    lengths = [rng.choice([3, 5, 9, 14, 15, 16]) for _ in range(200)]
+    exs = [Example([i % 50 + 1] * n, [True] * n) for i, n in enumerate(lengths)]
+    loader = DialogLoader(exs, seq_len=16, seed=0)
+    seen = 0
+    for _ in range(40):
+        batch = loader.next_batch(4)
+        assert batch["tokens"].shape == (4, 16)
+        docs = batch["doc_ids"]
+        seen += sum(int(row.max()) + 1 for row in docs)
+        if loader.epoch:
+            break
+    assert loader.epoch == 1 or seen <= len(exs)

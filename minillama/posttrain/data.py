@@ -147,10 +147,7 @@ def pad_examples(examples: list[Example], pad_id: int = 0, seq_len: int | None =
 
 
 def pack_examples(examples: list[Example], seq_len: int, pad_id: int = 0) -> Batch:
-    """Pack dialogs into rows of `seq_len` tokens, first fit in the given order; a dialog never spans two rows.
-
-    Labels are computed per dialog, so the last token of one dialog never predicts the first token of the next.
-    """
+    """Pack dialogs into rows of `seq_len` tokens, first fit in the given order; a dialog never spans two rows."""
     rows: list[list[Example]] = []
     used: list[int] = []
     for e in examples:
@@ -165,6 +162,14 @@ def pack_examples(examples: list[Example], seq_len: int, pad_id: int = 0) -> Bat
         else:
             rows.append([e])
             used.append(n)
+    return pack_rows(rows, seq_len, pad_id)
+
+
+def pack_rows(rows: list[list[Example]], seq_len: int, pad_id: int = 0) -> Batch:
+    """Lay out rows of dialogs (each row's dialogs must fit in `seq_len`) as padded tensors.
+
+    Labels are computed per dialog, so the last token of one dialog never predicts the first token of the next.
+    """
     tokens = torch.full((len(rows), seq_len), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), seq_len), IGNORE_INDEX, dtype=torch.long)
     doc_ids = torch.full((len(rows), seq_len), -1, dtype=torch.long)
@@ -173,6 +178,8 @@ def pack_examples(examples: list[Example], seq_len: int, pad_id: int = 0) -> Bat
         for d, e in enumerate(row):
             t = torch.tensor(e.tokens)
             n = len(t)
+            if pos + n > seq_len:
+                raise ValueError(f"row {r} holds {pos + n} tokens, more than seq_len={seq_len}")
             tokens[r, pos:pos + n] = t
             labels[r, pos:pos + n] = sft_labels(t, torch.tensor(e.target))
             doc_ids[r, pos:pos + n] = d

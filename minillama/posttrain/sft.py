@@ -54,21 +54,22 @@ class DialogLoader:
         return e
 
     def next_batch(self, rows: int) -> dict:
-        """Fill `rows` rows, in order, each with as many whole dialogs as fit."""
-        picked, row, used = [], 0, 0
+        """Fill `rows` rows with whole dialogs, first fit (each dialog goes into the first row with room), exactly
+        as `pack_examples` lays them out; the first dialog that fits nowhere opens the next batch."""
+        picked, used = [], []
         while True:
             e = self._next_example()
             n = len(e.tokens)
-            if used + n > self.seq_len:
-                row, used = row + 1, 0
-                if row == rows:
-                    self.pos -= 1  # this dialog opens the next batch
+            slot = next((r for r, u in enumerate(used) if u + n <= self.seq_len), None)
+            if slot is None:
+                if len(used) == rows:
+                    self.pos -= 1  # pos >= 1 here: _next_example has just advanced it
                     break
+                used.append(n)
+            else:
+                used[slot] += n
             picked.append(e)
-            used += n
-        batch = pack_examples(picked, self.seq_len, self.pad_id)
-        assert batch.tokens.shape[0] == rows, (batch.tokens.shape, rows)
-        return batch.as_dict()
+        return pack_examples(picked, self.seq_len, self.pad_id).as_dict()
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed}
