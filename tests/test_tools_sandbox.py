@@ -2,6 +2,7 @@
 
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +147,15 @@ def test_output_flood_is_truncated():
     assert r.truncated and "truncated" in r.message
     assert len(r.stdout) < 700 and "output truncated" in r.stdout
     assert time.monotonic() - start < 10
+
+
+def test_interpreter_in_an_environment_under_tmp(tmp_path):
+    """A virtual environment made under /tmp (pytest's tmp_path is there) stays usable under bwrap's empty /tmp."""
+    env_bin = tmp_path / "env" / "bin"
+    env_bin.mkdir(parents=True)
+    (env_bin / "python").symlink_to(os.path.realpath(sys.executable))
+    r = run_code("print(6 * 7)", timeout_s=5, python=str(env_bin / "python"))
+    assert r.ok and r.stdout == "42\n", r.as_tool_message()
 
 
 def test_private_working_directory_and_files():

@@ -74,6 +74,17 @@ def _pids_cgroup_root() -> Path | None:
     return None
 
 
+def _tmp_paths_of(python: str) -> list[str]:
+    """Folders below /tmp that the interpreter `python` needs: its environment (`.../bin/python` -> `...`, for the
+    path as given and with links resolved) and, for this interpreter, `sys.prefix`. Empty for the usual system or
+    home-directory installs."""
+    tmp = Path("/tmp")  # the folder the bwrap command replaces with an empty tmpfs
+    candidates = {Path(os.path.abspath(python)).parent.parent, Path(os.path.realpath(python)).parent.parent}
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
+        candidates.add(Path(os.path.abspath(sys.prefix)))
+    return sorted(str(p) for p in candidates if p.is_dir() and tmp in p.parents)
+
+
 _DETECTED: dict | None = None
 
 
@@ -345,8 +356,11 @@ class Sandbox:
         python = [self.python, "-I", "-c", _BOOTSTRAP]
         wd = str(self.workdir)
         if self.isolation == "bwrap":
+            # `--tmpfs /tmp` hides the host's /tmp; an interpreter that lives there (a virtual environment made
+            # under /tmp) is bound back read-only, else bwrap cannot find it.
+            keep = [a for p in _tmp_paths_of(self.python) for a in ("--ro-bind", p, p)]
             return ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-                    "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", wd, wd, "--chdir", wd,
+                    "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *keep, "--bind", wd, wd, "--chdir", wd,
                     *python]
         if self.isolation == "namespaces":
             # A shell between unshare and Python turns "killed by signal N" into exit status 128 + N: unshare
