@@ -333,6 +333,8 @@ def _csv_explanation(messages: list[dict]) -> str:
     output = messages[-1]["content"]
     totals = [line.split(": ") for line in output.split("[stdout]")[-1].split("[/stdout]")[0].splitlines()
               if ": " in line and not line.startswith("columns")]
+    if not totals:  # the fixed script did not print totals (e.g. the sandbox could not start): say so, do not crash
+        return f"The corrected script did not print the totals; the tool said:\n{output.strip()[:500]}<|eot_id|>"
     best, amount = totals[0]
     listing = ", ".join(f"{r} {a}" for r, a in totals)
     return (f"Revenue by region: {listing}. {best.capitalize()} leads with {amount}. My first script failed with "

@@ -104,3 +104,11 @@ def test_cli_demo(capsys):
     assert "KeyError: 'revenue'" in out and "answered after 3 model calls" in out
     assert main([]) == 2
     assert main(["--show-isolation"]) == 0
+
+
+def test_csv_demo_explains_a_failed_fix_instead_of_crashing():
+    """If the corrected script fails too, the scripted answer quotes the tool's error instead of raising."""
+    from minillama.agent import _csv_explanation
+
+    text = _csv_explanation([{"role": "tool", "content": "failed\n[stderr]bwrap: execvp python: No such file\n[/stderr]"}])
+    assert "bwrap: execvp" in text and text.endswith("<|eot_id|>")
