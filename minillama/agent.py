@@ -333,6 +333,7 @@ def _csv_explanation(messages: list[dict]) -> str:
     output = messages[-1]["content"]
     totals = [line.split(": ") for line in output.split("[stdout]")[-1].split("[/stdout]")[0].splitlines()
               if ": " in line and not line.startswith("columns")]
+    totals = [t for t in totals if len(t) == 2] if "[stdout]" in output else []
     if not totals:  # the fixed script did not print totals (e.g. the sandbox could not start): say so, do not crash
         return f"The corrected script did not print the totals; the tool said:\n{output.strip()[:500]}<|eot_id|>"
     best, amount = totals[0]
