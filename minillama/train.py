@@ -710,7 +710,14 @@ def main(argv: list[str] | None = None) -> int:
     from minillama.data.shards import ShardLoader
     from minillama.utils import set_threads
 
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    cpu_presets = ("tiny", "small", "base")
+    if args.preset not in cpu_presets:
+        parser.error(f"--preset {args.preset!r}: pre-training on a CPU takes one of {', '.join(cpu_presets)} "
+                     "(the herd's presets are for chapter 00's meta-device counts, not for training here)")
+    if args.minutes <= 0 or (args.steps is not None and args.steps < 1):
+        parser.error("--minutes must be > 0 and --steps >= 1")
     threads = set_threads(args.threads)
     out = Path(args.out or f"runs/{args.preset}")
     ckpt = out / CHECKPOINT
@@ -809,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
     if tok is not None:
         print(f"sample after training: {sample_text(trainer.model, tok, args.prompt, 64)!r}")
     print(f"checkpoint: {ckpt}   loss plot: {out / LOSS_PLOT}")
+    print(f"sample from it: minillama generate --checkpoint {ckpt} --prompt {args.prompt!r}")
     return 0
 
 

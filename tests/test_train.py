@@ -257,3 +257,17 @@ def test_checkpoint_holds_optimizer_loader_and_rng(tmp_path):
     assert state["step"] == 4 and state["loader"] == tr.loader.state_dict()
     assert TrainConfig.from_dict(state["train_config"]) == tr.cfg
     assert set(load_file(ckpt / "rng.st")) == {"torch"}
+
+
+@pytest.mark.parametrize("argv", [["--preset", "nope"], ["--preset", "llama3.1-405b"], ["--minutes", "0"],
+                                  ["--steps", "0"]])
+def test_pretrain_rejects_bad_flags_before_touching_disk(argv, tmp_path, capsys):
+    """Unknown or herd-sized presets and empty schedules stop with a usage error (exit 2) that names the fix."""
+    from minillama.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert ("tiny, small, base" in err) if argv[0] == "--preset" else ("--minutes must be > 0" in err)
+    assert not (tmp_path / "run").exists()
