@@ -586,8 +586,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillama pretrain", description="Pre-train a small Llama on the CPU "
                                 "(paper §3.4). With no flags: the `small` preset on the standard library, 15 minutes.")
     p.add_argument("--preset", default="small", help="model preset (tiny, small, base); default small")
-    p.add_argument("--data", default="stdlib", help="'stdlib' (built-in corpus), a text file or folder, or a shard "
-                   "folder made by minillama.data.shards (has meta.json)")
+    p.add_argument("--data", default="stdlib", help="'stdlib' (built-in corpus), a documents.jsonl from `minillama "
+                   "data build`, a text file or folder, or a shard folder made by minillama.data.shards (has meta.json)")
     p.add_argument("--minutes", type=float, default=15.0, help="training time; sets the schedule length")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --minutes; reproducible)")
     p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
@@ -654,11 +654,13 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
     source = data if not limit_mb else f"{data} (first {limit_mb:g} MB)"
     if (folder / "meta.json").is_file() and read_meta(folder).get("source") == source:
         return folder, read_meta(folder), _load_tokenizer(folder / "tokenizer.model")
-    from minillama.data.corpus import load_text_files, stdlib_corpus
+    from minillama.data.corpus import load_documents, load_text_files, stdlib_corpus
 
     limit = int(limit_mb * 1e6) if limit_mb else None
     if data == "stdlib":
         docs = stdlib_corpus("all", limit_bytes=limit, seed=seed)
+    elif str(data).endswith(".jsonl") and Path(data).is_file():  # documents.jsonl from `minillama data build`
+        docs = load_documents(data)
     else:
         docs = load_text_files(data)
         if limit:

@@ -271,3 +271,18 @@ def test_pretrain_rejects_bad_flags_before_touching_disk(argv, tmp_path, capsys)
     assert e.value.code == 2
     assert ("tiny, small, base" in err) if argv[0] == "--preset" else ("--minutes must be > 0" in err)
     assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_reads_documents_jsonl_from_data_build(tmp_path):
+    """`--data data/documents.jsonl` (what `minillama data build` writes) gives one document per row, not the JSON
+    text of the whole file as a single document."""
+    from minillama.data.corpus import Document, save_documents
+    from minillama.train import _shipped_tokenizer, prepare_data
+
+    docs = [Document(f"def f{i}(x):\n    return x + {i}\n" * 20, "user", f"d{i}", "user", "code") for i in range(30)]
+    save_documents(docs, tmp_path / "documents.jsonl")
+    _, meta, tok = prepare_data(str(tmp_path / "documents.jsonl"), tmp_path / "run", str(_shipped_tokenizer()),
+                                8192, None, 0)
+    splits = meta["splits"]
+    assert splits["train"]["documents"] + splits["val"]["documents"] == len(docs)
+    assert splits["train"]["bytes"] + splits["val"]["bytes"] == sum(len(d.text.encode()) for d in docs)
