@@ -149,6 +149,13 @@ def test_output_flood_is_truncated():
     assert time.monotonic() - start < 10
 
 
+def test_reason_is_found_past_the_truncated_output():
+    """A long traceback is cut to max_output, but the message still names its last line (the actual error)."""
+    r = run_code("import sys\nsys.stderr.write('noise ' * 500)\nraise MemoryError", timeout_s=5, max_output=200)
+    assert r.truncated and "MemoryError" not in r.stderr
+    assert r.message.startswith("Failed: the memory limit") and r.message.endswith("per stream.")
+
+
 def test_interpreter_in_an_environment_under_tmp(tmp_path):
     """A virtual environment made under /tmp (pytest's tmp_path is there) stays usable under bwrap's empty /tmp."""
     env_bin = tmp_path / "env" / "bin"

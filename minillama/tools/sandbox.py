@@ -238,6 +238,7 @@ class _Capture(threading.Thread):
         super().__init__(daemon=True)
         self.pipe, self.keep, self.hard_cap = pipe, keep, hard_cap
         self.chunks: list[bytes] = []
+        self.tail = b""  # the last bytes read: a long traceback's final line (the error) is there
         self.kept = 0
         self.total = 0
         self.capped = False
@@ -249,6 +250,7 @@ class _Capture(threading.Thread):
                 if not chunk:
                     break
                 self.total += len(chunk)
+                self.tail = (self.tail + chunk)[-self.keep * 4:]
                 if self.kept < self.keep * 4:  # bytes: up to 4 per character
                     self.chunks.append(chunk)
                     self.kept += len(chunk)
@@ -271,6 +273,11 @@ class _Capture(threading.Thread):
         if cut:
             text += f"\n[... output truncated: kept {len(text)} characters of {self.total} bytes ...]\n"
         return text, cut
+
+    def text_for_diagnosis(self) -> str:
+        """The kept start and the last characters read, for recognising why a run failed."""
+        return b"".join(self.chunks).decode("utf-8", errors="replace") + "\n" + self.tail.decode(
+            "utf-8", errors="replace")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -452,9 +459,9 @@ class Sandbox:
         stdout, cut_out = out.text()
         stderr, cut_err = err.text()
         code_ = proc.returncode
-        message = self._explain(code_, timed_out, stderr, seconds)
+        message = self._explain(code_, timed_out, err.text_for_diagnosis(), seconds)
         if cut_out or cut_err:
-            message = (message + " " if message else "") + (
+            message = (message.rstrip(".") + ". " if message else "") + (
                 f"Output was truncated to {self.max_output} characters per stream.")
         status = "completed" if code_ == 0 and not timed_out else "failed"
         files = sorted(p.name for p in self.workdir.iterdir() if p.name != "main.py")
