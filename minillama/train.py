@@ -754,6 +754,10 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
         cfg = trainer.cfg
         print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
+        if trainer.step >= cfg.max_steps:
+            print(f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
+                  "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
+                  "longer --minutes or --steps and another --out.", file=sys.stderr)
     else:
         overrides = {k: v for k, v in (("dim", args.dim), ("n_layers", args.n_layers), ("n_heads", args.n_heads),
                                        ("n_kv_heads", args.n_kv_heads)) if v is not None}
