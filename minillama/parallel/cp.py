@@ -114,9 +114,9 @@ def apply_cp(model: nn.Module, group, seq_len: int) -> nn.Module:
 
 
 def forward(model: nn.Module, tokens: Tensor, positions: Tensor | None = None) -> Tensor:
-    """`Transformer.forward` for tokens (b, s) at any positions (s,), without the final float32 cast.
+    """`Transformer.forward` for tokens (b, s) at any positions (s,).
 
-    With positions 0..s−1 on one device this is exactly `model(tokens)` before `.float()`; under CP pass
+    With positions 0..s−1 on one device this is exactly `model(tokens)`; under CP pass
     `cp_positions(S, cp_rank, cp)` so that RoPE rotates each token by its true position.
     """
     positions = torch.arange(tokens.shape[1]) if positions is None else positions
