@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_text in (("stats", "print documents and bytes by source and kind"),
                             ("build", "clean, dedup, filter and mix a corpus into documents.jsonl")):
-        q = sub.add_parser(name, help=help_text)
+        q = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         q.add_argument("--data", default="stdlib", help="stdlib, stdlib:code, stdlib:prose, a .jsonl, a file or folder")
         q.add_argument("--limit-bytes", type=int, default=None, help="use a seeded random subset of this many bytes")
         q.add_argument("--seed", type=int, default=0)
