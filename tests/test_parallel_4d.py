@@ -42,4 +42,5 @@ def test_check_command(capsys):
 def test_check_command_refuses_bad_sizes(capsys):
     """A TP size that does not divide the heads exits 2 with the reason."""
     assert check.main(["--tp", "3", "--quiet"]) == 2
-    assert "TP=3 must divide" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "TP=3 must divide" in err and "TP sizes that fit this model: [1, 2]" in err  # small_args: 4/2 heads

@@ -252,9 +252,12 @@ def check(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1, args: ModelArgs | 
 def validate_layout(args: ModelArgs, tp: int, cp: int, pp: int, dp: int, batch: int, seq_len: int,
                     n_microbatches: int | None = None, virtual_stages: int = 1) -> None:
     """Raise ValueError, saying what to change, for sizes this model and batch cannot be split into."""
-    problems = [f"TP={tp} must divide {what}={n}" for what, n in (
-        ("n_heads", args.n_heads), ("n_kv_heads", args.n_kv_heads), ("ffn hidden size", args.ffn_hidden_dim),
-        ("vocab_size", args.vocab_size)) if n % tp]
+    tp_splits = (args.n_heads, args.n_kv_heads, args.ffn_hidden_dim, args.vocab_size)
+    problems = [f"TP={tp} must divide {what}={n}" for what, n in zip(
+        ("n_heads", "n_kv_heads", "ffn hidden size", "vocab_size"), tp_splits) if n % tp]
+    if problems:
+        fits = [t for t in range(1, args.n_kv_heads + 1) if all(n % t == 0 for n in tp_splits)]
+        problems[-1] += f" (TP sizes that fit this model: {fits})"
     if seq_len % (2 * cp):
         problems.append(f"the sequence ({seq_len}) must be divisible by 2·CP={2 * cp}")
     if batch % dp:
