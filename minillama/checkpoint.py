@@ -210,7 +210,11 @@ def atomic_write_folder(folder: str | os.PathLike, write) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes a private folder; a checkpoint is an ordinary one
         for f in tmp.iterdir():  # flush file contents before the rename makes them visible
+            os.chmod(f, 0o666 & ~umask)
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         old = None

@@ -6,6 +6,7 @@ Each command lives in the module that implements it, as a `main(argv) -> int` fu
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: command -> (module, function, one-line help)
@@ -38,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minillama: unknown command {name!r}; run `minillama --help`", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
-    return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    try:
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # bad input: say what, not a traceback
+        if os.environ.get("MINILLAMA_DEBUG"):
+            raise
+        print(f"minillama {name}: error: {e}\n(set MINILLAMA_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -152,7 +152,8 @@ def ffn_hidden_dim(dim: int, multiple_of: int, ffn_dim_multiplier: float | None)
 
 
 def _nearby_divisors(n: int, near: int) -> list[int]:
-    divs = [d for d in range(1, n + 1) if n % d == 0]
+    """Head counts near `near` that divide `n` and leave an even head_dim."""
+    divs = [d for d in range(1, n + 1) if n % d == 0 and (n // d) % 2 == 0]
     return sorted(divs, key=lambda d: abs(d - near))[:3]
 
 

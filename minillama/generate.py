@@ -119,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     from minillama.tokenizer import BPETokenizer
     from minillama.utils import assets_dir
 
-    ap = argparse.ArgumentParser(prog="minillama generate", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="minillama generate", description=main.__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--checkpoint", default=str(assets_dir() / "tiny-stdlib"),
-                    help="folder with config.json, model.safetensors and tokenizer.model")
+                    help="folder with config.json, model.safetensors and tokenizer.model (or a run folder that "
+                         "holds one in checkpoint/)")
     ap.add_argument("--prompt", default="def", help="text to continue (a trailing space becomes its own token, "
                                                      "which the model rarely saw after a word: prefer 'def')")
     ap.add_argument("--max-new-tokens", type=int, default=120)
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     folder = Path(a.checkpoint)
+    if not (folder / "config.json").is_file() and (folder / "checkpoint" / "config.json").is_file():
+        folder = folder / "checkpoint"  # the run folder `minillama pretrain --out` writes
     model = load_checkpoint(folder)
     tok = BPETokenizer.load(folder / "tokenizer.model")
     prompt = tok.encode(a.prompt, bos=True)

@@ -11,7 +11,7 @@ import argparse
 import torch
 
 from minillama.bench._timing import interleaved, summary
-from minillama.bench.common import add_common_args, bench_models, ratio_line, setup
+from minillama.bench._common import add_common_args, bench_models, ratio_line, setup
 from minillama.generate import generate
 
 

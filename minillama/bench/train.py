@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from minillama.bench._timing import interleaved, summary
-from minillama.bench.common import add_common_args, bench_models, ratio_line, setup
+from minillama.bench._common import add_common_args, bench_models, ratio_line, setup
 
 
 def make_step(forward, params, tokens, fused=False):

@@ -68,14 +68,17 @@ def pytest_runtest_protocol(item, nextitem):
     _record(item.config, {"event": "start", "nodeid": item.nodeid, "time": time.time()})
 
 
-def _short_reason(report) -> str:
+def _short_reason(report, doc: str) -> str:
     if report.passed:
         return ""
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     if "NotImplementedError" in text:
         return "not implemented yet (NotImplementedError)"
-    return " ".join(text.split())[:300]
+    text = " ".join(text.split())
+    if text.startswith("assert") and ("<built-in" in text or "<function" in text or text.startswith("assert False")):
+        return f"wrong result: {doc}"[:300]  # a bare assert's repr says nothing to a learner; the test's doc does
+    return text[:300]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -92,11 +95,12 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f"the code printed {printed / 1e6:.1f} MB (limit {MAX_OUTPUT_BYTES / 1e6:.0f} MB)"
     if report.when == "call" or (report.when == "setup" and not report.passed):
         spec = item.callspec.params.get("impl_spec") if hasattr(item, "callspec") else None
+        doc = " ".join((item.function.__doc__ or "").split())
         _record(item.config, {
             "event": "result", "nodeid": item.nodeid, "chapter": _chapter(item.module),
-            "test": item.name, "doc": (item.function.__doc__ or "").strip().split("\n")[0],
+            "test": item.name, "doc": doc,
             "impl": spec or item.config.getoption("--impl"),
             "points": float(marker.args[0] if marker.args else 1), "passed": bool(report.passed),
-            "reason": report.longrepr if isinstance(report.longrepr, str) else _short_reason(report),
+            "reason": report.longrepr if isinstance(report.longrepr, str) else _short_reason(report, doc),
             "duration": report.duration,
         })

@@ -108,10 +108,9 @@ def _fill_unknown_points(results: list[dict]) -> None:
     for r in results:
         if r.get("points") is None:
             path, _, rest = r["nodeid"].partition("::")
-            name = rest.split("[")[0]
             r["chapter"] = Path(path).stem[len("test_"):]
-            r["test"] = name
-            r["points"] = _points_of(r["chapter"], name)
+            r["test"] = rest  # keeps a parametrized test's id
+            r["points"] = _points_of(r["chapter"], rest.split("[")[0])
 
 
 def _points_of(chapter: str, test_name: str) -> float:
@@ -129,18 +128,28 @@ def _points_of(chapter: str, test_name: str) -> float:
 
 # ---------------------------------------------------------------------- reporting
 def score_table(results: list[dict]) -> str:
-    lines = [f"{'test':<64} {'points':>8}  result  reason", "-" * 116]
+    """One row per test (test, points, pass/fail, reason), a subtotal per chapter and the total."""
+    width = 64
+    lines = [f"{'test':<{width}} {'points':>8}  result  reason", "-" * 116]
+    by_chapter: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        by_chapter[r["chapter"]].append(r)
     total = got = 0.0
-    for r in sorted(results, key=lambda r: r["nodeid"]):
-        pts = r["points"]
-        total += pts
-        got += pts if r["passed"] else 0
-        name = f"{r['chapter'].split('_')[0]}::{r['test']}"
-        score = f"{pts if r['passed'] else 0:g}/{pts:g}"
-        lines.append(f"{name[:64]:<64} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
-                     f"{'' if r['passed'] else r['reason'][:90]}")
+    for chapter in sorted(by_chapter):
+        ch_total = ch_got = 0.0
+        for r in sorted(by_chapter[chapter], key=lambda r: r["nodeid"]):
+            pts = r["points"]
+            ch_total += pts
+            ch_got += pts if r["passed"] else 0
+            name = f"{chapter.split('_')[0]}::{r['test']}"
+            score = f"{pts if r['passed'] else 0:g}/{pts:g}"
+            lines.append(f"{name[:width]:<{width}} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
+                         f"{'' if r['passed'] else r['reason'][:90]}")
+        if len(by_chapter) > 1:
+            lines.append(f"{'  ' + chapter + ' subtotal':<{width}} {f'{ch_got:g}/{ch_total:g}':>8}")
+        total, got = total + ch_total, got + ch_got
     pct = 100 * got / total if total else 0.0
-    lines += ["-" * 116, f"{'total':<64} {f'{got:g}/{total:g}':>8}  {pct:.0f}%"]
+    lines += ["-" * 116, f"{'total':<{width}} {f'{got:g}/{total:g}':>8}  {pct:.0f}%"]
     return "\n".join(lines)
 
 

@@ -202,7 +202,10 @@ def load_reward_model(folder: str | Path) -> RewardModel:
 
     from minillama.checkpoint import load_checkpoint
 
-    head = Path(folder) / HEAD_FILE
+    folder = Path(folder)
+    if not (folder / HEAD_FILE).is_file() and (folder / "reward_model" / HEAD_FILE).is_file():
+        folder = folder / "reward_model"  # the run folder `minillama reward --out DIR` writes
+    head = folder / HEAD_FILE
     if not head.is_file():
         raise FileNotFoundError(f"{folder} has no {HEAD_FILE}: pass a folder written by save_reward_model "
                                 "(`minillama reward --out DIR` writes DIR/reward_model)")
