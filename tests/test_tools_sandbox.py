@@ -1,6 +1,7 @@
 """The code-interpreter sandbox contains hostile code and says what happened (short limits keep each test fast)."""
 
 import os
+import tempfile
 import socket
 import sys
 import time
@@ -82,8 +83,11 @@ def test_fork_bomb_is_contained():
 
 @pytest.fixture
 def outside_target():
-    """A path in the repository (not under /tmp, which bubblewrap replaces by a private tmpfs)."""
-    target = Path(__file__).resolve().parent / f".sandbox-probe-{os.getpid()}.txt"
+    """A writable host path outside /tmp (bubblewrap replaces /tmp by a private tmpfs, so a path there would merely
+    be missing in the sandbox): the repository when it is not under /tmp (CI may clone there), else the home."""
+    here = Path(__file__).resolve().parent
+    folder = next(p for p in (here, Path.home(), Path.cwd()) if not str(p).startswith(tempfile.gettempdir()))
+    target = folder / f".sandbox-probe-{os.getpid()}.txt"
     yield target
     target.unlink(missing_ok=True)
 
