@@ -63,22 +63,33 @@ def duplicated_ngram_coverage(text: str, n: int = 5) -> float:
     return float(lengths[covered].sum() / lengths.sum())
 
 
+def _score_step(docs: Sequence[Document], name: str, rule: str, score_fn: Callable[[Document], float],
+                threshold: float, why: Callable[[float], str], **details) -> tuple[list[Document], StepReport]:
+    """A pipeline step that scores each document and drops those scoring above `threshold`.
+
+    Report details: ``scores`` (id -> score), ``threshold`` and any extra `details`.
+    """
+    report = StepReport.start(name, rule, docs)
+    kept, scores = [], {}
+    for doc in docs:
+        score = scores[doc.id] = score_fn(doc)
+        if score > threshold:
+            report.remove(doc, why(score))
+        else:
+            kept.append(doc)
+    report.details.update(threshold=threshold, scores=scores, **details)
+    return kept, report.finish(kept)
+
+
 def ngram_coverage_filter(docs: Sequence[Document], n: int = 5, max_coverage: float = 0.8
                           ) -> tuple[list[Document], StepReport]:
     """Pipeline step: drop documents whose duplicated `n`-gram coverage exceeds `max_coverage`.
 
     Report details: ``scores`` (id -> coverage), n, threshold.
     """
-    report = StepReport.start("ngram_coverage", f"§3.1.1 duplicated {n}-gram coverage > {max_coverage}", docs)
-    kept, scores = [], {}
-    for doc in docs:
-        score = scores[doc.id] = duplicated_ngram_coverage(doc.text, n)
-        if score > max_coverage:
-            report.remove(doc, f"{score:.0%} of the text is in repeated {n}-grams")
-        else:
-            kept.append(doc)
-    report.details.update(n=n, threshold=max_coverage, scores=scores)
-    return kept, report.finish(kept)
+    return _score_step(docs, "ngram_coverage", f"§3.1.1 duplicated {n}-gram coverage > {max_coverage}",
+                       lambda doc: duplicated_ngram_coverage(doc.text, n), max_coverage,
+                       lambda score: f"{score:.0%} of the text is in repeated {n}-grams", n=n)
 
 
 # ----------------------------------------------------------------------------------------------- dirty words
@@ -111,16 +122,9 @@ def dirty_word_filter(docs: Sequence[Document], max_ratio: float = 0.02,
     A ratio, not a count, so a long file whose comments say ``XXX`` a few times (a common "fix me" marker in
     the stdlib) is kept. Report details: ``scores`` (id -> ratio), threshold.
     """
-    report = StepReport.start("dirty_words", f"§3.1.1 dirty-word ratio > {max_ratio}", docs)
-    kept, scores = [], {}
-    for doc in docs:
-        score = scores[doc.id] = dirty_word_ratio(doc.text, words)
-        if score > max_ratio:
-            report.remove(doc, f"{score:.1%} of the words are on the block list")
-        else:
-            kept.append(doc)
-    report.details.update(threshold=max_ratio, scores=scores)
-    return kept, report.finish(kept)
+    return _score_step(docs, "dirty_words", f"§3.1.1 dirty-word ratio > {max_ratio}",
+                       lambda doc: dirty_word_ratio(doc.text, words), max_ratio,
+                       lambda score: f"{score:.1%} of the words are on the block list")
 
 
 # ----------------------------------------------------------------------------------------------- token KL
