@@ -74,9 +74,8 @@ def test_fork_bomb_is_contained():
     with Sandbox(timeout_s=2, max_processes=8) as sb:
         r = sb.run("import os\nwhile True:\n    os.fork()")
         assert r.status == "failed"
-        # whichever stops it first: the pids cgroup/rlimit, the Python guard's fork counter, or the clock
-        assert any(m in r.message for m in ("process limit of 8", "more than 8 child processes", "wall-clock")), \
-            r.message
+        # the guard's fork counter and the pids cgroup (whichever stops it first) both name the limit
+        assert "process limit of 8" in r.message or "wall-clock" in r.message, r.message
         time.sleep(0.2)
         assert leftover_processes(sb.workdir) == []
     assert time.monotonic() - start < 15

@@ -179,7 +179,7 @@ if cfg["guards"]:
                        "subprocess.Popen", "pty.spawn"):
             _spawned[0] += 1
             if _spawned[0] > cfg["max_processes"]:
-                raise PermissionError(f"sandbox: more than {cfg['max_processes']} child processes are not allowed")
+                raise PermissionError(f"sandbox: the process limit of {cfg['max_processes']} was reached")
     sys.addaudithook(_guard)
 
 sys.argv = ["main.py"]
