@@ -43,5 +43,12 @@ def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
     return model, hf
 
 
-def ratio_line(name: str, ours: float, ref: float, unit: str) -> str:
-    return f"{name:<34} {ours:>10.0f} {unit}   reference {ref:>10.0f} {unit}   ratio {ours / ref:5.2f}x"
+def print_rates(times: dict[str, list[float]], n_tokens: int, reference: str = "transformers") -> None:
+    """One line per variant: tokens/s (median and best) and the ratio against `reference`."""
+    from minillama.bench._timing import summary
+
+    ref_med, ref_best = summary(times[reference])
+    for name, t in times.items():
+        med, best = summary(t)
+        print(f"{name:<34} {n_tokens / med:>10.0f} tok/s   reference {n_tokens / ref_med:>10.0f} tok/s   "
+              f"ratio {ref_med / med:5.2f}x   [best {n_tokens / best:.0f} vs {n_tokens / ref_best:.0f}]")

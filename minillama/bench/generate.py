@@ -10,8 +10,8 @@ import argparse
 
 import torch
 
-from minillama.bench._timing import interleaved, summary
-from minillama.bench._common import add_common_args, bench_models, ratio_line, setup
+from minillama.bench._timing import interleaved
+from minillama.bench._common import add_common_args, bench_models, print_rates, setup
 from minillama.generate import generate
 
 
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     n = a.batch * a.new_tokens
     print(f"greedy decoding, {a.dtype}, batch {a.batch}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
           f"{model.num_params() / 1e6:.1f}M parameters; tokens/s (median of {a.rounds}, best in brackets)")
-    ref_med, ref_best = summary(times["transformers"])
-    for name, t in times.items():
-        med, best = summary(t)
-        print(ratio_line(name, n / med, n / ref_med, "tok/s") + f"   [best {n / best:.0f} vs {n / ref_best:.0f}]")
+    print_rates(times, n)
     return 0
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from minillama.bench._timing import interleaved, summary
-from minillama.bench._common import add_common_args, bench_models, ratio_line, setup
+from minillama.bench._common import add_common_args, bench_models, print_rates, setup
 
 
 def make_step(forward, params, tokens, fused=False):
@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     n = a.batch * a.seq * a.steps
     print(f"training step, batch {a.batch} x {a.seq} tokens, {model.num_params() / 1e6:.1f}M parameters, AdamW; "
           f"tokens/s (median of {a.rounds} rounds, best in brackets)")
-    ref_med, ref_best = summary(times["transformers"])
-    for name, t in times.items():
-        med, best = summary(t)
-        print(ratio_line(name, n / med, n / ref_med, "tok/s") + f"   [best {n / best:.0f} vs {n / ref_best:.0f}]")
+    print_rates(times, n)
     bare_med, bare_best = summary(times["minillama bare (fused AdamW)"])
     tr_med, tr_best = summary(times["minillama Trainer.train_step"])
     print(f"Trainer overhead over the bare step: {100 * (tr_med / bare_med - 1):+.1f}% (median), "
