@@ -5,15 +5,8 @@ import torch
 
 from minillama import ModelArgs, Transformer
 from minillama.config import PRESETS
+from tests.facts import PARAMS, UNTIED
 
-# FACTS.md §1, computed from llama-models 0.3.0 (3.2 counted with tied embeddings, as their HF configs say).
-PARAMS = {
-    "llama3.1-8b": 8_030_261_248,
-    "llama3.1-70b": 70_553_706_496,
-    "llama3.1-405b": 405_853_388_800,
-    "llama3.2-1b": 1_235_814_400,
-    "llama3.2-3b": 3_212_749_824,
-}
 FFN = {"llama3.1-8b": 14336, "llama3.1-70b": 28672, "llama3.1-405b": 53248, "llama3.2-1b": 8192, "llama3.2-3b": 8192}
 
 
@@ -28,7 +21,7 @@ def test_preset_parameter_count_on_meta_device(name):
 
 def test_untied_small_models_match_torchtitan_counts():
     """FACTS.md §1: counted untied, 3.2-1B/3B come to 1,498,482,688 and 3,606,752,256."""
-    for name, n in (("llama3.2-1b", 1_498_482_688), ("llama3.2-3b", 3_606_752_256)):
+    for name, n in UNTIED.items():
         with torch.device("meta"):
             model = Transformer(ModelArgs.from_preset(name, tie_word_embeddings=False))
         assert model.num_params() == n

@@ -8,19 +8,10 @@ import pytest
 import torch
 
 from minillama import ModelArgs
+from tests.facts import PARAMS, UNTIED
 from minillama.herd import HERD, format_rows, herd_rows, parameter_count, plot_memory, where_it_fits
 
 KiB, GiB = 2**10, 2**30
-
-# FACTS.md §1, "params (computed)" and the untied variants of 1B/3B.
-PARAMS = {
-    "llama3.1-8b": 8_030_261_248,
-    "llama3.1-70b": 70_553_706_496,
-    "llama3.1-405b": 405_853_388_800,
-    "llama3.2-1b": 1_235_814_400,
-    "llama3.2-3b": 3_212_749_824,
-}
-UNTIED = {"llama3.2-1b": 1_498_482_688, "llama3.2-3b": 3_606_752_256}
 
 # FACTS.md §11: bf16 bytes per token, and at 131,072 tokens.
 KV_PER_TOKEN = {"llama3.1-8b": 131_072, "llama3.1-70b": 327_680, "llama3.1-405b": 516_096,
