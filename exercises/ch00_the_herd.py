@@ -5,12 +5,12 @@ Fill in each function, then grade your work from the repository root:
     python -m minillama.grade ch00
 
 or run the last cell of notebooks/00_the_herd.ipynb. Use arithmetic on the fields of `ModelArgs` (do not
-build a model and do not import `minillama.herd` or `minillama.kv_cache`: they are the answer key).
+build a model and do not import `minillama.herd` or `minillama.model.kv_cache`: they are the answer key).
 """
 
 from __future__ import annotations
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 
 
 def count_parameters(args: ModelArgs) -> int:

@@ -4,8 +4,8 @@ Fill in each function, then grade your work from the repository root:
 
     python -m minillama.grade ch03
 
-or run the last cell of notebooks/03_rope_and_long_context.ipynb. Do not import `minillama.rope` (the answer
-key); `minillama.config.ModelArgs` is fine.
+or run the last cell of notebooks/03_rope_and_long_context.ipynb. Do not import `minillama.model.rope` (the answer
+key); `minillama.model.config.ModelArgs` is fine.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch  # noqa: F401
 from einops import rearrange  # noqa: F401
 from torch import Tensor
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:

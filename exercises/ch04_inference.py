@@ -5,7 +5,7 @@ Fill in each function, then grade your work from the repository root:
     python -m minillama.grade ch04
 
 or run the last cell of notebooks/04_inference.ipynb. Do not import `minillama.generate` or
-`minillama.kv_cache` (the answer key); the model (`minillama.model.Transformer`) is yours to call.
+`minillama.model.kv_cache` (the answer key); the model (`minillama.model.Transformer`) is yours to call.
 """
 
 from __future__ import annotations

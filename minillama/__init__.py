@@ -3,7 +3,7 @@
 Public names: `ModelArgs` (with `ModelArgs.from_preset`), `Transformer`, `generate`, `load_hf`, `save_hf`.
 """
 
-from minillama.config import PRESETS, ModelArgs, RopeScaling
+from minillama.model.config import PRESETS, ModelArgs, RopeScaling
 from minillama.model import Transformer
 from minillama.generate import generate  # the function; the module stays importable as `from minillama.generate import ...`
 

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from minillama.config import ModelArgs, RopeScaling
+from minillama.model.config import ModelArgs, RopeScaling
 from minillama.model import Transformer
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from minillama.config import ModelArgs
-from minillama.kv_cache import kv_cache_bytes
+from minillama.model.config import ModelArgs
+from minillama.model.kv_cache import kv_cache_bytes
 from minillama.model import Transformer
 
 #: The five released text models of Llama 3.1 / 3.2, smallest first.

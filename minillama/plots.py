@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from minillama.config import ModelArgs, RopeScaling
-from minillama.kv_cache import kv_cache_bytes
-from minillama.rope import apply_rope_scaling, rope_frequencies
+from minillama.model.config import ModelArgs, RopeScaling
+from minillama.model.kv_cache import kv_cache_bytes
+from minillama.model.rope import apply_rope_scaling, rope_frequencies
 
 
 def _axes(ax, figsize=(7, 4)):

@@ -205,7 +205,7 @@ def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, b
     if init == "fresh" and model_args is None:
         model_args = {"tie_word_embeddings": True}
     if model_args:
-        from minillama.config import ModelArgs
+        from minillama.model.config import ModelArgs
         from minillama.model import Transformer
 
         args = ModelArgs(vocab_size=vocab, **{**FRESH_ARGS, **model_args})

@@ -708,7 +708,7 @@ def sample_text(model: Transformer, tokenizer, prompt: str = "def", max_new_toke
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minillama.config import ModelArgs
+    from minillama.model.config import ModelArgs
     from minillama.data.shards import ShardLoader
     from minillama.utils import set_threads
 

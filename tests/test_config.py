@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from minillama import ModelArgs, Transformer
-from minillama.config import PRESETS
+from minillama.model.config import PRESETS
 from tests.facts import PARAMS, UNTIED
 
 FFN = {"llama3.1-8b": 14336, "llama3.1-70b": 28672, "llama3.1-405b": 53248, "llama3.2-1b": 8192, "llama3.2-3b": 8192}

@@ -3,7 +3,7 @@ Table 4 arithmetic (with the DP=4 typo), and the ring-collective factors written
 
 import pytest
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.herd import parameter_count
 from minillama.parallel import costs
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from minillama.checkpoint import CheckpointError
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.data.shards import ShardLoader, pack_documents
 from minillama.model import Transformer
 from minillama.train import (

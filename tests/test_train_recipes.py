@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from minillama.checkpoint import save_checkpoint
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.data.shards import MixedLoader, ShardLoader
 from minillama.model import Transformer
 from minillama.train import TrainConfig

@@ -19,7 +19,7 @@ from minillama.train import TrainConfig, main, train
 SCRIPT = textwrap.dedent("""
     import sys, time, torch
     torch.set_num_threads(1)
-    from minillama.config import ModelArgs
+    from minillama.model.config import ModelArgs
     from minillama.model import Transformer
     from minillama.data.shards import ShardLoader
     from minillama.train import TrainConfig, train
@@ -91,7 +91,7 @@ def test_kill_and_resume_matches_uninterrupted_run(shards, tmp_path):
     assert resumed.returncode == 0, err[-3000:]
 
     cfg = TrainConfig(**CFG)
-    from minillama.config import ModelArgs
+    from minillama.model.config import ModelArgs
     from minillama.model import Transformer
 
     model = Transformer(ModelArgs.from_preset("tiny", vocab_size=302, max_seq_len=32)).init_weights(seed=0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.parallel.schedules import interleaved, one_f_one_b, simulate
 
 GiB = 2**30

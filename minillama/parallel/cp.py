@@ -27,7 +27,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from minillama.model import Attention
-from minillama.rope import apply_rotary_emb
+from minillama.model.rope import apply_rotary_emb
 
 
 def cp_chunks(cp_rank: int, cp: int) -> tuple[int, int]:

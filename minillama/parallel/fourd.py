@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.model import Transformer
 from minillama.parallel import cp as cp_mod
 from minillama.parallel.dp import DataParallel

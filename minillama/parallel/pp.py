@@ -292,7 +292,7 @@ def measure_schedule(schedule_name: str, pp: int, n_microbatches: int, virtual_s
                      batch: int = 2, seq_len: int = 64, repeats: int = 2):
     """Run a schedule for real on `pp` CPU processes and return its measured `schedules.Timeline` (wall-clock
     seconds of each step on each rank), to draw with `plot_schedule` next to the simulated one."""
-    from minillama.config import ModelArgs
+    from minillama.model.config import ModelArgs
     from minillama.parallel.launch import launch
     from minillama.parallel.schedules import make_schedule, timeline_from_trace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.model import Transformer
 from minillama.utils import assets_dir
 

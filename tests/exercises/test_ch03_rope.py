@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 
 CHAPTER = "ch03_rope"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 
 
 def _params(a: ModelArgs, how: str = "") -> int:

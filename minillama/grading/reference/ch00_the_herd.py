@@ -1,14 +1,14 @@
 """Reference answers for exercises/ch00_the_herd.py: `minillama.herd.parameter_count` and
-`minillama.kv_cache.kv_cache_bytes`.
+`minillama.model.kv_cache.kv_cache_bytes`.
 
 Paper §1, Table 3; exact numbers in FACTS.md §1 and §11.
 """
 
 from __future__ import annotations
 
-from minillama.config import ModelArgs
+from minillama.model.config import ModelArgs
 from minillama.herd import parameter_count
-from minillama.kv_cache import kv_cache_bytes as _kv_cache_bytes
+from minillama.model.kv_cache import kv_cache_bytes as _kv_cache_bytes
 
 
 def count_parameters(args: ModelArgs) -> int:

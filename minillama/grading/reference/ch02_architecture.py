@@ -15,7 +15,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 from torch.func import functional_call
 
-from minillama.config import ffn_hidden_dim as _ffn_hidden_dim
+from minillama.model.config import ffn_hidden_dim as _ffn_hidden_dim
 from minillama.model import FeedForward, RMSNorm
 from minillama.model import causal_mask as _causal_mask
 

@@ -1,4 +1,4 @@
-"""Reference answers for exercises/ch03_rope.py: `minillama.rope`, with the 3.1 scaling taking plain numbers.
+"""Reference answers for exercises/ch03_rope.py: `minillama.model.rope`, with the 3.1 scaling taking plain numbers.
 
 Paper §3.2 (RoPE, θ = 500,000) and §3.4.2 (long context); exact band numbers in FACTS.md §2.
 """
@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from minillama.config import ModelArgs, RopeScaling
-from minillama.rope import apply_rope_scaling as _apply_rope_scaling
-from minillama.rope import apply_rotary_emb as _apply_rotary_emb
-from minillama.rope import precompute_freqs_cis as _precompute_freqs_cis
-from minillama.rope import rope_frequencies as _rope_frequencies
+from minillama.model.config import ModelArgs, RopeScaling
+from minillama.model.rope import apply_rope_scaling as _apply_rope_scaling
+from minillama.model.rope import apply_rotary_emb as _apply_rotary_emb
+from minillama.model.rope import precompute_freqs_cis as _precompute_freqs_cis
+from minillama.model.rope import rope_frequencies as _rope_frequencies
 
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:

@@ -1,4 +1,4 @@
-"""Reference answers for exercises/ch04_inference.py: `minillama.kv_cache` and `minillama.generate`.
+"""Reference answers for exercises/ch04_inference.py: `minillama.model.kv_cache` and `minillama.generate`.
 
 Paper §6 (inference). The cache exercise is functional (tensors in, tensors out); the answer puts the given
 tensors into a `KVCache` and calls its `update`.
@@ -14,7 +14,7 @@ from torch import Tensor
 from minillama.generate import generate
 from minillama.generate import next_token as _next_token
 from minillama.generate import sample_top_p as _sample_top_p
-from minillama.kv_cache import KVCache
+from minillama.model.kv_cache import KVCache
 from minillama.model import Transformer
 
 

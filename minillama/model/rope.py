@@ -19,7 +19,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from minillama.config import ModelArgs, RopeScaling
+from minillama.model.config import ModelArgs, RopeScaling
 
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:

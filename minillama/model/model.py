@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from minillama.config import ModelArgs
-from minillama.kv_cache import KVCache
-from minillama.rope import apply_rotary_emb, precompute_freqs_cis
+from minillama.model.config import ModelArgs
+from minillama.model.kv_cache import KVCache
+from minillama.model.rope import apply_rotary_emb, precompute_freqs_cis
 
 
 class RMSNorm(nn.Module):
