@@ -5,7 +5,7 @@ Fill in each function, then grade your work from the repository root:
     python -m minillama.grade ch12
 
 or run the last cell of notebooks/12_tool_use.ipynb. Use the standard library (json, re, ast) and the tokenizer you
-are given; do not import `minillama.chat` or `minillama.agent` (that is the answer key).
+are given; do not import `minillama.chat_format` or `minillama.tooluse.agent` (that is the answer key).
 """
 
 from __future__ import annotations

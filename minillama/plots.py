@@ -6,6 +6,7 @@ matplotlib is imported inside the helpers, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Sequence
 
@@ -104,3 +105,29 @@ def plot_kv_speedup(lengths: Sequence[int], seconds_cached: Sequence[float], sec
     ax.set_title("Generation time with and without the KV cache")
     ax.legend(fontsize=8)
     return ax.figure
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Showing a dialog token by token
+# ----------------------------------------------------------------------------------------------------------------
+ROLE_COLOURS = {"format": "#d0d0d0", "system": "#ffe7a8", "user": "#b9e3ff", "assistant": "#c8f2c2",
+                "ipython": "#f7c6e0"}
+
+
+def tokens_html(tokenizer, tokens: list[int], roles: list[str] | None = None) -> str:
+    """An HTML string showing every token as a coloured span (background: the role from
+    `ChatFormat.encode_dialog_with_roles`; special tokens in bold with a border; hover shows the id)."""
+    special_ids = set(getattr(tokenizer, "special_tokens", {}).values())
+    roles = roles or ["format"] * len(tokens)
+    spans = []
+    for tid, role in zip(tokens, roles):
+        piece = tokenizer.decode([tid])
+        shown = html.escape(piece).replace("\n", "\\n<br>") if piece else "&#8203;"
+        style = f"background:{ROLE_COLOURS.get(role, '#eeeeee')};padding:1px 2px;margin:1px;border-radius:3px;"
+        if tid in special_ids:
+            style += "font-weight:bold;border:1px solid #555;"
+        spans.append(f'<span title="id {tid} ({role})" style="{style}">{shown}</span>')
+    legend = " ".join(f'<span style="background:{c};padding:1px 6px;border-radius:3px">{r}</span>'
+                      for r, c in ROLE_COLOURS.items())
+    return (f'<div style="font-family:monospace;font-size:12px;line-height:2">{legend}<br><br>'
+            + "".join(spans) + "</div>")

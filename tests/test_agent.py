@@ -3,9 +3,9 @@ transcript is a valid Llama 3.1 dialog (encodes identically with Meta's ChatForm
 
 import pytest
 
-from minillama.agent import Agent, ScriptedModel, Toolbox, csv_demo, format_transcript, main
-from minillama.chat import ChatFormat
-from minillama.tools.registry import ToolRegistry
+from minillama.tooluse.agent import Agent, ScriptedModel, Toolbox, csv_demo, format_transcript, main
+from minillama.chat_format import ChatFormat
+from minillama.tooluse.tools.registry import ToolRegistry
 
 
 def weather_registry() -> ToolRegistry:
@@ -108,7 +108,7 @@ def test_cli_demo(capsys):
 
 def test_csv_demo_explains_a_failed_fix_instead_of_crashing():
     """If the corrected script fails too, the scripted answer quotes the tool's error instead of raising."""
-    from minillama.agent import _csv_explanation
+    from minillama.tooluse.agent import _csv_explanation
 
     text = _csv_explanation([{"role": "tool", "content": "failed\n[stderr]bwrap: execvp python: No such file\n[/stderr]"}])
     assert "bwrap: execvp" in text and text.endswith("<|eot_id|>")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from minillama.chat import ChatFormat, encode_tool_call, format_tool_result, parse_assistant_text
+from minillama.chat_format import ChatFormat, encode_tool_call, parse_assistant_text
+from minillama.tooluse.format import format_tool_result
 from tests.test_chat_parity import DIALOGS, GENERATED
 
 
@@ -125,7 +126,7 @@ def test_encode_then_parse_round_trip(small):
 def test_tokens_html(small):
     tokens, roles = small.encode_dialog_with_roles([{"role": "user", "content": "<b>bold</b> & co"},
                                                     {"role": "assistant", "content": "ok"}])
-    html = __import__("minillama.chat", fromlist=["tokens_html"]).tokens_html(small.tokenizer, tokens, roles)
+    html = __import__("minillama.plots", fromlist=["tokens_html"]).tokens_html(small.tokenizer, tokens, roles)
     assert html.count("<span title=") == len(tokens)
     assert "<b>" not in html and "&lt;" in html and "&amp;" in html  # text is escaped, never markup
     assert f"id {small.eot_id} (assistant)" in html and "font-weight:bold" in html

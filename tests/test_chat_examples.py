@@ -1,13 +1,14 @@
 """ChatFormat against the exact encodings in the course notes (llama-models 0.3.0, date pinned to 21 Sep 2024).
 
 The id lists are copied from FACTS.md / ENCODED_EXAMPLES.md (produced by Meta's ChatFormat), the dialogs are built
-with our own prompt builders, so this checks `minillama.chat` and `minillama.tools.prompts` together.
+with our own prompt builders, so this checks `minillama.chat_format` and `minillama.tooluse.prompts` together.
 """
 
 import pytest
 
-from minillama.chat import ChatFormat, format_tool_result
-from minillama.tools.prompts import builtin_system_prompt, custom_tools_prompt
+from minillama.chat_format import ChatFormat
+from minillama.tooluse.format import format_tool_result
+from minillama.tooluse.prompts import builtin_system_prompt, custom_tools_prompt
 
 DATE = "21 September 2024"
 WEATHER = {"name": "get_weather", "description": "Get the current weather for a city",

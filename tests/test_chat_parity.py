@@ -1,4 +1,4 @@
-"""`minillama.chat` against Meta's `llama_models.llama3.chat_format.ChatFormat` (llama-models 0.3.0).
+"""`minillama.chat_format` against Meta's `llama_models.llama3.chat_format.ChatFormat` (llama-models 0.3.0).
 
 Token ids must be identical on many dialogs, and parsing must give the same content, stop reason and tool calls
 on the same generated strings. Where Meta's decoder raises (a JSON call without "parameters", a non-literal Python
@@ -9,8 +9,9 @@ import random
 
 import pytest
 
-from minillama.chat import ChatFormat, format_tool_result
-from minillama.tools.prompts import builtin_system_prompt, custom_tools_prompt
+from minillama.chat_format import ChatFormat
+from minillama.tooluse.format import format_tool_result
+from minillama.tooluse.prompts import builtin_system_prompt, custom_tools_prompt
 
 llama_models = pytest.importorskip("llama_models")
 from llama_models.datatypes import RawMessage, RawTextItem, StopReason, ToolCall, ToolPromptFormat  # noqa: E402

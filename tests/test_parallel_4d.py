@@ -33,7 +33,7 @@ def test_misordered_mesh_is_detected():
 
 
 def test_check_command(capsys):
-    """`python -m minillama.parallel.check --tp 2 --dp 2` prints the mesh and the differences, exits 0."""
+    """`python -m minillama parallel-check --tp 2 --dp 2` prints the mesh and the differences, exits 0."""
     assert check.main(["--tp", "2", "--dp", "2"]) == 0
     out = capsys.readouterr().out
     assert "Mesh [TP=2, CP=1, PP=1, DP=2]" in out and ": OK" in out

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from minillama.tools.calculator import calculate, evaluate, extract_expression
+from minillama.tooluse.tools.calculator import calculate, evaluate, extract_expression
 
 EXPRESSIONS = ["1234 * 5678", "(3 + 4) * 2 ** 10", "7 - 10 / 4", "17 // 5 + 17 % 5", "-3 ** 2", "2 ** -2",
                "1e3 * 1.5", "((1))", "123456789 * 987654321", "0.1 + 0.2"]

@@ -3,7 +3,7 @@
 import jsonschema
 import pytest
 
-from minillama.tools.registry import ToolRegistry, schema_errors
+from minillama.tooluse.tools.registry import ToolRegistry, schema_errors
 
 SCHEMA = {"type": "object",
           "properties": {"city": {"type": "string"}, "days": {"type": "integer"},

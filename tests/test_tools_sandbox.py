@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from minillama.tools import sandbox as sandbox_mod
-from minillama.tools.sandbox import Sandbox, detect_isolation, run_code
+from minillama.tooluse.tools import sandbox as sandbox_mod
+from minillama.tooluse.tools.sandbox import Sandbox, detect_isolation, run_code
 
 INFO = detect_isolation()
 LEVEL = INFO["level"]

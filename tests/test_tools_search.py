@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from minillama.tools.search import LocalSearch, brave_search, search, tokenize
+from minillama.tooluse.tools.search import LocalSearch, brave_search, search, tokenize
 
 
 def test_bm25_matches_the_formula():

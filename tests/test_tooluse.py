@@ -5,10 +5,17 @@ tiny SFT run goes end to end."""
 import pytest
 import torch
 
-from minillama.chat import encode_tool_call
-from minillama.tools.sandbox import run_code
-from minillama.tooluse import (TOOLS_OFF, TOOLS_ON, evaluate_tool_use, make_tasks, task_dialog, train_tool_model,
-                               training_dialogs)
+from minillama.chat_format import encode_tool_call
+from minillama.tooluse.tools.sandbox import run_code
+from minillama.tooluse.train.train import (
+    TOOLS_OFF,
+    TOOLS_ON,
+    evaluate_tool_use,
+    make_tasks,
+    task_dialog,
+    train_tool_model,
+    training_dialogs,
+)
 
 
 def test_calc_tasks_are_right():

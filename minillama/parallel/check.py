@@ -1,4 +1,4 @@
-"""`python -m minillama.parallel.check --tp 2 --cp 2 --pp 2 --dp 2`: any mesh, one training step, against one device.
+"""`python -m minillama parallel-check --tp 2 --cp 2 --pp 2 --dp 2`: any mesh, one training step, against one device.
 
 Starts TP·CP·PP·DP processes on this machine (gloo), runs one AdamW step of a small Llama on the mesh
 (`fourd.train_step`), runs the same step on one device, and prints the largest differences of the loss, the
@@ -25,7 +25,7 @@ TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m minillama.parallel.check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m minillama parallel-check", description=__doc__.splitlines()[0])
     for dim in ("tp", "cp", "pp", "dp"):
         p.add_argument(f"--{dim}", type=int, default=1, help=f"{dim.upper()} size (default 1)")
     p.add_argument("--dtype", choices=sorted(TOLERANCE), default="float64")

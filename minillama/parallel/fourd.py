@@ -17,7 +17,7 @@ B·S, so gradients are *summed* over DP×CP (never averaged twice).
 `train_step(sizes, args, tokens, ...)` runs inside each launched rank and returns this rank's loss, gradients and
 updated parameters, by single-device name (TP shards stay shards). `reference_step` is the same step on one
 device with the unmodified model; `compare` slices the reference like the rank's shards and returns the
-largest differences. `check(...)` does all of it on N processes (`python -m minillama.parallel.check`).
+largest differences. `check(...)` does all of it on N processes (`python -m minillama parallel-check`).
 
 Shapes: B global batch, S sequence, b = B/DP local batch, s = S/CP local tokens, v = V/TP local vocabulary.
 """

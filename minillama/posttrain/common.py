@@ -37,8 +37,8 @@ def shipped_checkpoint() -> Path | None:
 
 
 def load_chat_format(tokenizer_path: str | Path | None = None):
-    """The course BPE tokenizer (shipped by default) wrapped in `minillama.chat.ChatFormat`."""
-    from minillama.chat import ChatFormat
+    """The course BPE tokenizer (shipped by default) wrapped in `minillama.chat_format.ChatFormat`."""
+    from minillama.chat_format import ChatFormat
     from minillama.tokenizer import BPETokenizer
 
     return ChatFormat(BPETokenizer.load(str(tokenizer_path or shipped_tokenizer_path())))

@@ -1,7 +1,7 @@
 """Chat dialogs as training rows: the assistant-only loss mask, sequence log-probabilities, and packing [P §4.1.3].
 
 SFT in Llama 3 is "cross-entropy on the target tokens, with prompt tokens masked". Here a dialog is rendered by
-`minillama.chat.ChatFormat.encode_dialog_with_roles`, which labels every token with the role that *produced* it
+`minillama.chat_format.ChatFormat.encode_dialog_with_roles`, which labels every token with the role that *produced* it
 (`format` for `<|begin_of_text|>` and the headers). Only assistant tokens (its words and its closing eot/eom, so it
 learns when to stop) become targets:
 

@@ -2,7 +2,7 @@
 
     pre-trained ─SFT─> sft ─reward model─> rm ─rejection sampling + SFT─> rs ─DPO ×3 (own data each)─> average
 
-`python -m minillama.posttrain.pipeline --out runs/posttrain` writes `results.json`, `summary.md` (the table for the
+`python -m minillama posttrain --out runs/posttrain` writes `results.json`, `summary.md` (the table for the
 README) and the plots, and prints one line per stage: held-out accuracy and wall time. `--smoke` (or
 MINILLAMA_SMOKE=1) runs every stage with tiny sizes in about a minute, for CI and the notebooks.
 """
@@ -241,7 +241,7 @@ def plot_reward_margins(margins, ax=None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minillama.posttrain.pipeline", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m minillama posttrain", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
     p.add_argument("--init", default="auto")
     p.add_argument("--tokenizer", default=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from minillama.chat import parse_assistant_text
+from minillama.chat_format import parse_assistant_text
 from minillama.grading.reference import ch12_tool_use as ref
 
 

@@ -1,8 +1,9 @@
-"""Reference answers for exercises/ch12_tool_use.py: thin wrappers around `minillama.chat` (paper §4.3.5)."""
+"""Reference answers for exercises/ch12_tool_use.py: thin wrappers around `minillama.chat_format` (paper §4.3.5)."""
 
 from __future__ import annotations
 
-from minillama.chat import BUILTIN_TOOLS, ChatFormat, format_tool_result, parse_assistant_text
+from minillama.chat_format import BUILTIN_TOOLS, ChatFormat, parse_assistant_text
+from minillama.tooluse.format import format_tool_result
 
 
 def end_token(message: dict) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-__all__ = ["ToolRegistry", "schema_errors", "tool_error"]
+from minillama.chat_format import tool_error
+
+__all__ = ["ToolRegistry", "schema_errors"]
 
 _TYPES = {
     "string": lambda v: isinstance(v, str),
@@ -25,11 +27,6 @@ _TYPES = {
     "null": lambda v: v is None,
 }
 _PY_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
-
-
-def tool_error(kind: str, message: str, tool_name: str | None = None) -> dict:
-    """The structured error every part of the tool stack returns: `{"type", "tool_name", "message"}`."""
-    return {"type": kind, "tool_name": tool_name, "message": message}
 
 
 def schema_errors(value: Any, schema: dict, path: str = "arguments") -> list[tuple[str, str]]:

@@ -223,7 +223,7 @@ class SandboxResult:
 
     def as_tool_message(self) -> str:
         """The `ipython` message body: `completed`/`failed`, [stdout]..[/stdout], [stderr]..[/stderr]."""
-        from minillama.chat import format_tool_result
+        from minillama.tooluse.format import format_tool_result
 
         stderr = self.stderr
         if self.message and self.message not in stderr:

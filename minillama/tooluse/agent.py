@@ -29,9 +29,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minillama.chat import BUILTIN_TOOLS, ChatFormat, format_tool_result, parse_assistant_text
-from minillama.tools.prompts import builtin_system_prompt, custom_tools_prompt
-from minillama.tools.registry import ToolRegistry, tool_error
+from minillama.chat_format import BUILTIN_TOOLS, ChatFormat, parse_assistant_text
+from minillama.tooluse.format import format_tool_result
+from minillama.tooluse.prompts import builtin_system_prompt, custom_tools_prompt
+from minillama.tooluse.tools.registry import ToolRegistry
+from minillama.chat_format import tool_error
 
 __all__ = ["Agent", "AgentResult", "ScriptedModel", "Toolbox", "TransformerModel", "csv_demo", "format_transcript",
            "main"]
@@ -44,7 +46,7 @@ class Toolbox:
     """Dispatches parsed tool calls: built-ins to the sandbox / calculator / local search, others to a registry.
 
     `builtin`: the built-in tools switched on (the system prompt lists them); `registry`: custom functions;
-    `sandbox_kwargs`: limits for the code interpreter (`minillama.tools.sandbox.Sandbox`), whose working directory
+    `sandbox_kwargs`: limits for the code interpreter (`minillama.tooluse.tools.sandbox.Sandbox`), whose working directory
     lives as long as the toolbox (files persist between calls within one run, like a notebook kernel's folder).
     """
 
@@ -62,7 +64,7 @@ class Toolbox:
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from minillama.tools.sandbox import Sandbox
+            from minillama.tooluse.tools.sandbox import Sandbox
 
             self._sandbox = Sandbox(files=self.files, **self.sandbox_kwargs)
         return self._sandbox
@@ -108,7 +110,7 @@ class Toolbox:
             return {"ok": result.ok, "content": result.as_tool_message(), "error": None if result.ok else
                     tool_error("code_failed", result.message or "the code raised an exception", name)}
         if name == "wolfram_alpha":
-            from minillama.tools.calculator import calculate
+            from minillama.tooluse.tools.calculator import calculate
 
             out = calculate(args["query"])
             if out["ok"]:
@@ -116,7 +118,7 @@ class Toolbox:
             return {"ok": False, "content": format_tool_result("failed", stderr=out["error"]["message"]),
                     "error": out["error"]}
         if name == "brave_search":
-            from minillama.tools.search import brave_search
+            from minillama.tooluse.tools.search import brave_search
 
             return {"ok": True, "content": brave_search(args["query"]), "error": None}
         if name == "photogen":
@@ -275,7 +277,7 @@ class Agent:
 # ----------------------------------------------------------------------------------------------------------------
 def format_transcript(messages: list[dict], skip_system: bool = True, width: int = 1500) -> str:
     """A readable transcript: one block per message, tool calls written as the model wrote them."""
-    from minillama.chat import encode_tool_call
+    from minillama.chat_format import encode_tool_call
 
     lines = []
     for m in messages:
@@ -360,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillama chat", description="Chat with a model that can call tools "
                                 "(code interpreter in a sandbox, calculator, local documentation search).")
     p.add_argument("--demo", action="store_true", help="run the scripted CSV example (no model needed)")
-    p.add_argument("--model", default=None, help="checkpoint folder (e.g. one written by minillama.tooluse)")
+    p.add_argument("--model", default=None, help="checkpoint folder (e.g. one written by minillama.tooluse.train)")
     p.add_argument("--tokenizer", default=None, help="rank file (default: the shipped course tokenizer)")
     p.add_argument("--prompt", default=None, help="one request; without it, read requests from stdin")
     p.add_argument("--tools", default="code_interpreter,wolfram_alpha,brave_search",
@@ -375,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.show_isolation:
-        from minillama.tools.sandbox import detect_isolation
+        from minillama.tooluse.tools.sandbox import detect_isolation
 
         print(json.dumps(detect_isolation(), indent=2))
         return 0

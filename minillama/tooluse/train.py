@@ -13,7 +13,7 @@ such dialogs synthetically, three kinds of request:
 The same calc/code questions also appear with tools *off* (a system prompt without `Environment: ipython`), where
 the target is the exact answer written directly. That is the baseline: the same model, the same training, but it
 has to compute in its weights. Tool results in the training dialogs come from the real tools
-(`minillama.tools.calculator`, Python itself for the code answers), so what the model reads at test time looks like
+(`minillama.tooluse.tools.calculator`, Python itself for the code answers), so what the model reads at test time looks like
 what it read in training.
 
 `train_tool_model()` fine-tunes with the post-training SFT loop (`minillama.posttrain.sft.run_sft`: assistant
@@ -26,7 +26,7 @@ tokens only, packed dialogs) and `evaluate_tool_use()` reports, on held-out requ
   the right result;
 - `accuracy_without_tools`: the same questions with tools off, answered directly.
 
-`python -m minillama.tooluse --out runs/tooluse` runs it all (about 13 minutes on one CPU thread) and writes
+`python -m minillama tooluse --out runs/tooluse` runs it all (about 13 minutes on one CPU thread) and writes
 `results.json`. Measured on 100 held-out requests (74 needing a tool): well-formed calls 100%, right tool 100%,
 accuracy with tools 89.2% against 2.7% without (calculator questions 92.1% vs 0%, code questions 86.1% vs 5.6%).
 """
@@ -41,8 +41,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minillama.tools.calculator import calculate
-from minillama.tools.prompts import builtin_system_prompt
+from minillama.tooluse.tools.calculator import calculate
+from minillama.tooluse.prompts import builtin_system_prompt
 
 __all__ = ["ToolTask", "make_tasks", "task_dialog", "training_dialogs", "train_tool_model", "evaluate_tool_use", "main",
            "TOOLS_ON", "TOOLS_OFF"]
@@ -95,7 +95,7 @@ def _code_task(rng: random.Random) -> ToolTask:
         hi = rng.randint(lo + 5, 99)
         prompt, code = f"What is the sum of the numbers from {lo} to {hi}?", f"print(sum(range({lo}, {hi} + 1)))"
     stdout = _run_trusted(code)
-    from minillama.chat import format_tool_result
+    from minillama.tooluse.format import format_tool_result
 
     return ToolTask("code", prompt, {"tool_name": "code_interpreter", "arguments": {"code": code}},
                     format_tool_result("completed", stdout=stdout), f"The answer is {stdout.strip()}.",
@@ -241,8 +241,8 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
     """
     import torch
 
-    from minillama.agent import Agent, Toolbox, TransformerModel, format_transcript
-    from minillama.chat import parse_assistant_text
+    from minillama.tooluse.agent import Agent, Toolbox, TransformerModel, format_transcript
+    from minillama.chat_format import parse_assistant_text
 
     if isinstance(model, torch.nn.Module):
         lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)
@@ -295,7 +295,7 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minillama.tooluse", description="SFT a small model to call tools "
+    p = argparse.ArgumentParser(prog="python -m minillama tooluse", description="SFT a small model to call tools "
                                 "and measure it on held-out requests.")
     p.add_argument("--out", required=True, help="output folder (checkpoint/, results.json)")
     p.add_argument("--init", default="fresh", help="checkpoint folder, 'fresh' (tied embeddings), or 'auto'")

@@ -15,6 +15,8 @@ import math
 import operator
 import re
 
+from minillama.chat_format import tool_error
+
 __all__ = ["calculate", "evaluate", "format_number", "extract_expression", "CalculatorError"]
 
 
@@ -113,5 +115,5 @@ def calculate(query: str) -> dict:
     try:
         value = evaluate(expression)
     except CalculatorError as e:
-        return {"ok": False, "error": {"type": "bad_query", "tool_name": "wolfram_alpha", "message": str(e)}}
+        return {"ok": False, "error": tool_error("bad_query", str(e), "wolfram_alpha")}
     return {"ok": True, "result": format_number(value), "expression": expression}

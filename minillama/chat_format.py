@@ -45,9 +45,8 @@ __all__ = [
     "ROLES",
     "ChatFormat",
     "encode_tool_call",
-    "format_tool_result",
     "parse_assistant_text",
-    "tokens_html",
+    "tool_error",
 ]
 
 #: Meta's `BuiltinTool` names. `code_interpreter` calls are raw Python after `<|python_tag|>`; the others are
@@ -106,26 +105,12 @@ def encode_tool_call(call: dict, tool_prompt_format: str = "json") -> str:
     raise ValueError(f"unknown tool_prompt_format {tool_prompt_format!r}; use one of {TOOL_PROMPT_FORMATS}")
 
 
-def format_tool_result(status: str, stdout: str = "", stderr: str = "") -> str:
-    """The body of an `ipython` message reporting a code run: `completed` or `failed`, then the non-empty streams.
-
-    >>> format_tool_result("completed", stdout="True\\n")
-    'completed\\n[stdout]True\\n[/stdout]'
-    """
-    if status not in ("completed", "failed"):
-        raise ValueError(f"status must be 'completed' or 'failed', got {status!r}")
-    text = status
-    if stdout:
-        text += f"\n[stdout]{stdout}[/stdout]"
-    if stderr:
-        text += f"\n[stderr]{stderr}[/stderr]"
-    return text
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Parsing generated text
 # ----------------------------------------------------------------------------------------------------------------
-def _error(kind: str, message: str, tool_name: str | None = None) -> dict:
+def tool_error(kind: str, message: str, tool_name: str | None = None) -> dict:
+    """The structured error every tool-use step reports (a parse failure here, a bad call in the registry, a
+    calculator or sandbox failure): `{"type": kind, "tool_name": ..., "message": ...}`."""
     return {"type": kind, "tool_name": tool_name, "message": message}
 
 
@@ -166,7 +151,7 @@ def _custom_call(body: str) -> tuple[str, Any, dict | None] | None:
             return name, json.loads(raw.replace("'", '"')), None   # Meta also swaps ' for "
         except json.JSONDecodeError as e:
             # Meta gives up on the custom form here and tries the built-in forms next; so do we (name None).
-            return None, None, _error(
+            return None, None, tool_error(
                 "bad_json", f"the arguments of <function={name}> are not valid JSON ({e.msg} at column {e.colno}): "
                 f"{raw!r}; write them as one JSON object with double-quoted keys", name)
     if _is_json_object(body):
@@ -174,7 +159,7 @@ def _custom_call(body: str) -> tuple[str, Any, dict | None] | None:
         if obj.get("type") == "function" or "name" in obj:
             if "name" not in obj or "parameters" not in obj:
                 missing = "name" if "name" not in obj else "parameters"
-                return obj.get("name"), None, _error(
+                return obj.get("name"), None, tool_error(
                     "bad_call", f'a JSON tool call needs a "{missing}" key: '
                     '{"type": "function", "name": ..., "parameters": {...}}', obj.get("name"))
             return obj["name"], obj["parameters"], None
@@ -187,7 +172,7 @@ def _custom_call(body: str) -> tuple[str, Any, dict | None] | None:
             try:
                 args[kw.arg] = ast.literal_eval(kw.value)
             except ValueError:
-                return call.func.id, None, _error(
+                return call.func.id, None, tool_error(
                     "bad_call", f"argument {kw.arg!r} of {call.func.id}(...) is not a literal value; pass "
                     "numbers, strings, lists or dicts written out in full", call.func.id)
         return call.func.id, args, None
@@ -240,12 +225,12 @@ def parse_assistant_text(text: str, stop_reason: str = "out_of_tokens") -> dict:
             if values:
                 args = {"query": values[0]}
             else:
-                args, error = None, _error("missing_argument", f"{name} needs a query argument", name)
+                args, error = None, tool_error("missing_argument", f"{name} needs a query argument", name)
 
     tool_calls = []
     if name is not None and args is not None:
         if not isinstance(args, dict):
-            error = _error("bad_call", f"the arguments of {name} must be a JSON object, got "
+            error = tool_error("bad_call", f"the arguments of {name} must be a JSON object, got "
                            f"{type(args).__name__}", name)
         tool_calls.append({"tool_name": name, "arguments": args})
         body = ""
@@ -376,31 +361,3 @@ class ChatFormat:
         if not isinstance(text, str):
             text = self.tokenizer.decode(list(text))
         return parse_assistant_text(text, stop_reason)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Showing a dialog token by token
-# ----------------------------------------------------------------------------------------------------------------
-ROLE_COLOURS = {"format": "#d0d0d0", "system": "#ffe7a8", "user": "#b9e3ff", "assistant": "#c8f2c2",
-                "ipython": "#f7c6e0"}
-
-
-def tokens_html(tokenizer, tokens: list[int], roles: list[str] | None = None) -> str:
-    """An HTML string showing every token as a coloured span (background: the role from
-    `ChatFormat.encode_dialog_with_roles`; special tokens in bold with a border; hover shows the id)."""
-    import html
-
-    special_ids = set(getattr(tokenizer, "special_tokens", {}).values())
-    roles = roles or ["format"] * len(tokens)
-    spans = []
-    for tid, role in zip(tokens, roles):
-        piece = tokenizer.decode([tid])
-        shown = html.escape(piece).replace("\n", "\\n<br>") if piece else "&#8203;"
-        style = f"background:{ROLE_COLOURS.get(role, '#eeeeee')};padding:1px 2px;margin:1px;border-radius:3px;"
-        if tid in special_ids:
-            style += "font-weight:bold;border:1px solid #555;"
-        spans.append(f'<span title="id {tid} ({role})" style="{style}">{shown}</span>')
-    legend = " ".join(f'<span style="background:{c};padding:1px 6px;border-radius:3px">{r}</span>'
-                      for r, c in ROLE_COLOURS.items())
-    return (f'<div style="font-family:monospace;font-size:12px;line-height:2">{legend}<br><br>'
-            + "".join(spans) + "</div>")
