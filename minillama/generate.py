@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from minillama.checkpoint import load_checkpoint
     from minillama.tokenizer import BPETokenizer
-    from minillama.utils import assets_dir
+    from minillama.assets import assets_dir
 
     ap = argparse.ArgumentParser(prog="minillama generate", description=main.__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -682,7 +682,7 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
 
 
 def _shipped_tokenizer() -> Path | None:
-    from minillama.utils import assets_dir
+    from minillama.assets import assets_dir
 
     path = assets_dir() / SHIPPED / "tokenizer.model"
     return path if path.is_file() else None

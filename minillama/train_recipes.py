@@ -31,7 +31,7 @@ def shipped_checkpoint() -> Path:
     """The folder of the tiny model shipped with minillama (trained by `minillama pretrain`, see its REPRODUCE.txt):
     config.json, model.safetensors, tokenizer.model (the course's 8K BPE), golden.json."""
     from minillama.train import SHIPPED
-    from minillama.utils import assets_dir
+    from minillama.assets import assets_dir
 
     return assets_dir() / SHIPPED
 

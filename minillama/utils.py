@@ -1,12 +1,10 @@
-"""Small shared helpers: smoke mode, progress bars, thread settings, seeding, and where course data lives."""
+"""Small shared helpers: smoke mode, progress bars, thread settings, and the repository checkout."""
 
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -47,19 +45,7 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch Generator seeded the same way."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
 def repo_root() -> Path:
     """The repository checkout this package was installed from (editable install)."""
     return Path(__file__).resolve().parent.parent
 
-
-def assets_dir() -> Path:
-    """Files shipped with the package (tiny tokenizer and checkpoint, golden outputs)."""
-    return Path(__file__).resolve().parent / "assets"

@@ -6,57 +6,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
-from minillama.model.config import ModelArgs
-from minillama.model import Transformer
-from minillama.utils import assets_dir
+from minillama.assets import resolve_checkpoint, shipped_checkpoint, shipped_tokenizer_path
+from minillama.chat_format import ChatFormat
+from minillama.checkpoint import load_checkpoint
+from minillama.model import ModelArgs, Transformer
+from minillama.tokenizer import BPETokenizer
 
 #: The model trained from scratch when no pre-trained checkpoint is given or shipped (about 1M parameters + embeddings).
 FRESH_ARGS = dict(dim=128, n_layers=4, n_heads=4, n_kv_heads=2, multiple_of=32, max_seq_len=256)
 
 
-def shipped_tokenizer_path() -> Path:
-    """The course tokenizer shipped with the package: beside the shipped checkpoint, or directly in assets/."""
-    ckpt = shipped_checkpoint()
-    for path in ([ckpt / "tokenizer.model"] if ckpt else []) + [assets_dir() / "tokenizer.model"]:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"no course tokenizer in {assets_dir()}; pass --tokenizer PATH (a rank file from "
-                            "`minillama tokenizer`)")
-
-
-def shipped_checkpoint() -> Path | None:
-    """The pre-trained model shipped in minillama/assets (`minillama.train.SHIPPED`), if it is there."""
-    from minillama.train import SHIPPED
-
-    folder = assets_dir() / SHIPPED
-    if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
-        return folder
-    return None
-
-
 def load_chat_format(tokenizer_path: str | Path | None = None):
     """The course BPE tokenizer (shipped by default) wrapped in `minillama.chat_format.ChatFormat`."""
-    from minillama.chat_format import ChatFormat
-    from minillama.tokenizer import BPETokenizer
-
     return ChatFormat(BPETokenizer.load(str(tokenizer_path or shipped_tokenizer_path())))
 
 
 def load_policy(spec: str | Path | None, vocab_size: int, seed: int = 0) -> tuple[Transformer, str]:
     """The starting model and a description. `spec`: a checkpoint folder, `"fresh"` (a new small model), or None /
     `"auto"` (the shipped pre-trained checkpoint if present, else fresh)."""
-    from minillama.checkpoint import load_checkpoint
-
     if spec in (None, "auto"):
-        spec = shipped_checkpoint() or "fresh"
+        shipped = shipped_checkpoint()
+        spec = shipped if (shipped / "model.safetensors").is_file() else "fresh"
     if str(spec) == "fresh":
         args = ModelArgs(vocab_size=vocab_size, **FRESH_ARGS)
         return Transformer(args).init_weights(seed=seed), f"fresh {args.dim}x{args.n_layers} model"
-    folder = Path(spec)
-    if (folder / "checkpoint" / "config.json").is_file():  # a Trainer out_dir
-        folder = folder / "checkpoint"
+    folder = resolve_checkpoint(spec)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{spec} is not a minillama checkpoint folder (no config.json); pass a folder "
                                 "written by save_checkpoint or a training run, or 'fresh'")
@@ -78,19 +52,7 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is saved: importing pyplot is slow
 
     plt.close(fig)
     return path
-
-
-def freeze(model: Transformer) -> Transformer:
-    """Eval mode, no gradients: a frozen reference model."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def count_threads() -> int:
-    return torch.get_num_threads()
