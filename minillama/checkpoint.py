@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -24,8 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from minillama.model.config import ModelArgs, RopeScaling
 from minillama.model import Transformer
+from minillama.model.config import ModelArgs, RopeScaling
 
 
 class CheckpointError(ValueError):
@@ -292,3 +294,48 @@ def load_meta(folder: str | os.PathLike, **overrides) -> Transformer:
     except Exception as e:  # noqa: BLE001 - torch raises many kinds here
         raise CheckpointError(f"cannot read {folder / 'consolidated.00.pth'}: {e}") from e
     return load_into(Transformer(args), state, str(folder))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Averaging (paper §3.4.3: Polyak averaging of annealing checkpoints; §4.1.5: averaging models of runs with
+# different data or hyperparameters at each of the RM, SFT and DPO stages). Runs that start from one checkpoint and
+# train briefly stay in one basin, so the average of their weights is itself a good model, often better than each.
+# ----------------------------------------------------------------------------------------------------------------
+def average_state_dicts(state_dicts: Sequence[dict[str, Tensor]],
+                        weights: Sequence[float] | None = None) -> dict[str, Tensor]:
+    """Σ_i w_i · θ_i for every floating-point tensor, accumulated in float64 and returned in each tensor's dtype
+    (weights default to uniform and are normalised to sum to 1); other tensors are copied from the first."""
+    if not state_dicts:
+        raise ValueError("nothing to average: pass at least one state dict")
+    keys = list(state_dicts[0])
+    for i, sd in enumerate(state_dicts[1:], 1):
+        if list(sd) != keys or any(sd[k].shape != state_dicts[0][k].shape for k in keys):
+            raise ValueError(f"state dict {i} does not match the first one (names or shapes differ): "
+                             "average only checkpoints of the same architecture")
+    w = torch.tensor(list(weights) if weights is not None else [1.0] * len(state_dicts), dtype=torch.float64)
+    if w.shape != (len(state_dicts),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(state_dicts)} non-negative numbers with a positive sum, got {weights}")
+    w = w / w.sum()
+    out = {}
+    for k in keys:
+        ref = state_dicts[0][k]
+        if not ref.is_floating_point():
+            out[k] = ref.clone()
+            continue
+        acc = sum(float(wi) * sd[k].double() for wi, sd in zip(w, state_dicts))
+        out[k] = acc.to(ref.dtype)
+    return out
+
+
+def average_models(models: Sequence[Transformer], weights: Sequence[float] | None = None) -> Transformer:
+    """A new model whose weights are the (weighted) average of `models` (all of one ModelArgs config)."""
+    if len({str(m.args.to_dict()) for m in models}) != 1:
+        raise ValueError("models to average must share one ModelArgs config")
+    avg = copy.deepcopy(models[0])
+    avg.load_state_dict(average_state_dicts([m.state_dict() for m in models], weights))
+    return avg
+
+
+def average_checkpoints(folders: Sequence[str | os.PathLike], weights: Sequence[float] | None = None) -> Transformer:
+    """Load minillama checkpoints (`save_checkpoint` folders) and return their (weighted) average."""
+    return average_models([load_checkpoint(f) for f in folders], weights)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from minillama.data.cli import main as data_main
+from minillama.cli.data import main as data_main
 from minillama.data.corpus import Document, load_documents, stdlib_corpus, synthetic_contaminants
 from minillama.data.mix import mix_by_ratio
 from minillama.data.pipeline import Pipeline, default_pipeline, format_reports

@@ -114,7 +114,7 @@ def test_dpo_training_separates_chosen_from_rejected(chat_format):
 
 def test_averaging_is_the_elementwise_mean_and_checks_shapes():
     """Two models average to (θ1 + θ2)/2 tensor by tensor; weights are normalised; mismatched shapes are refused."""
-    from minillama.posttrain.averaging import average_models, average_state_dicts
+    from minillama.checkpoint import average_models, average_state_dicts
 
     a, b = tiny(100, seed=1), tiny(100, seed=2)
     avg = average_models([a, b])

@@ -5,7 +5,7 @@ import pytest
 
 from minillama.tokenizer import BPETokenizer, Llama3Tokenizer, train_bpe
 from minillama.tokenizer.analysis import bytes_per_token, compression_table, fast_encoding, plot_bytes_per_token
-from minillama.tokenizer.cli import main as cli_main
+from minillama.cli.tokenizer import main as cli_main
 from minillama.tokenizer.corpus import SAMPLE_TEXTS, stdlib_files, stdlib_text, translation_texts
 
 

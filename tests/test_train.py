@@ -263,7 +263,7 @@ def test_checkpoint_holds_optimizer_loader_and_rng(tmp_path):
                                   ["--steps", "0"]])
 def test_pretrain_rejects_bad_flags_before_touching_disk(argv, tmp_path, capsys):
     """Unknown or herd-sized presets and empty schedules stop with a usage error (exit 2) that names the fix."""
-    from minillama.train import main
+    from minillama.cli.pretrain import main
 
     with pytest.raises(SystemExit) as e:
         main([*argv, "--out", str(tmp_path / "run")])
@@ -277,11 +277,12 @@ def test_pretrain_reads_documents_jsonl_from_data_build(tmp_path):
     """`--data data/documents.jsonl` (what `minillama data build` writes) gives one document per row, not the JSON
     text of the whole file as a single document."""
     from minillama.data.corpus import Document, save_documents
-    from minillama.train import _shipped_tokenizer, prepare_data
+    from minillama.assets import shipped_tokenizer_path
+    from minillama.data.prepare import prepare_data
 
     docs = [Document(f"def f{i}(x):\n    return x + {i}\n" * 20, "user", f"d{i}", "user", "code") for i in range(30)]
     save_documents(docs, tmp_path / "documents.jsonl")
-    _, meta, tok = prepare_data(str(tmp_path / "documents.jsonl"), tmp_path / "run", str(_shipped_tokenizer()),
+    _, meta, tok = prepare_data(str(tmp_path / "documents.jsonl"), tmp_path / "run", str(shipped_tokenizer_path()),
                                 8192, None, 0)
     splits = meta["splits"]
     assert splits["train"]["documents"] + splits["val"]["documents"] == len(docs)

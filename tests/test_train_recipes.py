@@ -9,7 +9,8 @@ from minillama.model.config import ModelArgs
 from minillama.data.shards import MixedLoader, ShardLoader
 from minillama.model import Transformer
 from minillama.train import TrainConfig
-from minillama.train_recipes import anneal, average_checkpoints, average_state_dicts, continue_on_mixes
+from minillama.train.recipes import anneal, continue_on_mixes
+from minillama.checkpoint import average_checkpoints, average_state_dicts
 
 SEQ = 16
 

@@ -14,7 +14,8 @@ import pytest
 from minillama.checkpoint import load_checkpoint
 from minillama.data.corpus import Document
 from minillama.data.shards import ShardLoader, build_shards
-from minillama.train import TrainConfig, main, train
+from minillama.train import TrainConfig, train
+from minillama.cli.pretrain import main
 
 SCRIPT = textwrap.dedent("""
     import sys, time, torch

@@ -1,6 +1,8 @@
-"""`minillama <command> ...`: the command line for the course's main jobs.
+"""`minillama <command> ...` (or `python -m minillama <command> ...`): the command line for the course's main jobs.
 
-Each command lives in the module that implements it, as a `main(argv) -> int` function; this file only routes.
+Every command is a `main(argv) -> int` function in this package (`minillama.cli.<module>`), the top layer: it may
+import anything, nothing imports it. The grader and the benchmarks keep their own entry points
+(`python -m minillama.grade`, `python -m minillama.bench`), which these commands route to.
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ import sys
 
 #: command -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "pretrain": ("minillama.train", "main", "pre-train a small Llama on the CPU (default: the built-in corpus)"),
-    "generate": ("minillama.generate", "main", "sample from a checkpoint"),
-    "tokenizer": ("minillama.tokenizer.cli", "main", "train a byte-level BPE tokenizer"),
-    "data": ("minillama.data.cli", "main", "build, clean, dedup and pack a corpus"),
-    "sft": ("minillama.posttrain.sft", "main", "supervised fine-tuning on chat data"),
-    "reward": ("minillama.posttrain.reward", "main", "train a reward model on ranked responses"),
-    "rejection-sample": ("minillama.posttrain.rejection", "main", "best-of-K sampling scored by a reward model"),
-    "dpo": ("minillama.posttrain.dpo", "main", "direct preference optimisation"),
-    "chat": ("minillama.tooluse.agent", "main", "chat with a checkpoint, with tools (--demo: the scripted CSV agent)"),
-    "tooluse": ("minillama.tooluse.train", "main", "train and evaluate a small model that calls tools"),
+    "pretrain": ("minillama.cli.pretrain", "main", "pre-train a small Llama on the CPU (default: the built-in corpus)"),
+    "generate": ("minillama.cli.generate", "main", "sample from a checkpoint"),
+    "tokenizer": ("minillama.cli.tokenizer", "main", "train a byte-level BPE tokenizer"),
+    "data": ("minillama.cli.data", "main", "build, clean, dedup and pack a corpus"),
+    "sft": ("minillama.cli.posttrain", "sft_main", "supervised fine-tuning on chat data"),
+    "reward": ("minillama.cli.posttrain", "reward_main", "train a reward model on ranked responses"),
+    "rejection-sample": ("minillama.cli.posttrain", "rejection_main", "best-of-K sampling scored by a reward model"),
+    "dpo": ("minillama.cli.posttrain", "dpo_main", "direct preference optimisation"),
+    "posttrain": ("minillama.cli.posttrain", "pipeline_main", "every post-training stage end to end, measured"),
+    "chat": ("minillama.cli.chat", "main", "chat with a checkpoint, with tools (--demo: the scripted CSV agent)"),
+    "tooluse": ("minillama.cli.tooluse", "main", "train and evaluate a small model that calls tools"),
     "grade": ("minillama.grading.runner", "main", "grade the exercises in ./exercises"),
     "bench": ("minillama.bench.__main__", "main", "speed benchmarks against the references"),
-    "parallel-check": ("minillama.parallel.check", "main", "run a parallel layout and compare with one device"),
+    "parallel-check": ("minillama.cli.parallel_check", "main", "run a parallel layout and compare with one device"),
 }
 
 

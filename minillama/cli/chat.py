@@ -36,8 +36,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.show_isolation:
-        from minillama.tooluse.tools.sandbox import detect_isolation
-
         print(json.dumps(detect_isolation(), indent=2))
         return 0
     if args.demo:
@@ -48,21 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is None:
         print("minillama chat: pass --demo for the scripted example, or --model CHECKPOINT_DIR", file=sys.stderr)
         return 2
-    from minillama.checkpoint import load_checkpoint
-    from minillama.tokenizer import BPETokenizer
-    from minillama.utils import set_threads
 
     set_threads()
-    from pathlib import Path
-
-    folder = Path(args.model)
-    if (folder / "checkpoint" / "config.json").is_file():
-        folder = folder / "checkpoint"
+    folder = resolve_checkpoint(args.model)
     model = load_checkpoint(folder)
     tok_path = args.tokenizer or (folder / "tokenizer.model" if (folder / "tokenizer.model").is_file() else None)
     if tok_path is None:
-        from minillama.posttrain.common import shipped_tokenizer_path
-
         tok_path = shipped_tokenizer_path()
     chat_format = ChatFormat(BPETokenizer.load(str(tok_path)))
     tools = tuple(t for t in args.tools.split(",") if t)
@@ -74,7 +63,3 @@ def main(argv: list[str] | None = None) -> int:
             print(format_transcript(result.messages))
             print(f"\n[{result.stop} after {len(result.steps)} model calls]\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

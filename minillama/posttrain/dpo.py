@@ -23,24 +23,32 @@ the policy gives most often: DPO moves probability exactly where the policy errs
 
 from __future__ import annotations
 
-import argparse
-import copy
 import random
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from minillama.model import Transformer
 from minillama.posttrain import tasks as T
-from minillama.posttrain.data import IGNORE_INDEX, Example, dialog_formatting_ids, pad_examples, render
-from minillama.posttrain.data import target_logprobs
-from minillama.posttrain.losses import DPO_BETA, NLL_COEF, dpo_loss, implicit_rewards, nll_term
+from minillama.posttrain.data import (
+    IGNORE_INDEX,
+    Example,
+    dialog_formatting_ids,
+    pad_examples,
+    render,
+    target_logprobs,
+)
+from minillama.posttrain.losses import (
+    DPO_BETA,
+    NLL_COEF,
+    dpo_loss,
+    implicit_rewards,
+    nll_term,
+)
+from minillama.utils import progress
 
-__all__ = ["dpo_loss", "Pair", "make_pairs", "PreferenceData", "train_dpo", "main"]
+__all__ = ["dpo_loss", "Pair", "make_pairs", "PreferenceData", "train_dpo"]
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,6 @@ def train_dpo(policy: Transformer, data: PreferenceData, steps: int, batch_size:
               beta: float = DPO_BETA, nll_coef: float = NLL_COEF, seed: int = 0, warmup: int = 10,
               log_every: int = 5, desc: str = "dpo") -> list[dict]:
     """AdamW on the DPO objective, linear warmup then constant LR; returns the metric history (every `log_every`)."""
-    from minillama.utils import progress
-
     if len(data) == 0:
         raise ValueError("no preference pairs: the policy got every sampled prompt right, or no prompts were given")
     rng = random.Random(seed)
@@ -174,49 +180,3 @@ def plot_implicit_rewards(history: list[dict], ax=None):
     return ax.figure
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`minillama dpo --policy CKPT --out DIR`: on-policy preference pairs from the policy's samples, DPO with
-    β 0.1, formatting tokens masked and an NLL term 0.2, against the frozen starting policy."""
-    from minillama.checkpoint import save_checkpoint
-    from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
-    from minillama.posttrain.rejection import evaluate_accuracy, sample_responses
-    from minillama.utils import set_threads
-
-    p = argparse.ArgumentParser(prog="minillama dpo", description=main.__doc__.split(":")[1].strip())
-    p.add_argument("--policy", default="auto", help="checkpoint to start from; also the frozen reference")
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--prompts", type=int, default=3000)
-    p.add_argument("--k", type=int, default=4, help="samples per prompt to build pairs from")
-    p.add_argument("--steps", type=int, default=240)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-5)
-    p.add_argument("--beta", type=float, default=DPO_BETA)
-    p.add_argument("--nll-coef", type=float, default=NLL_COEF)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    set_threads()
-    cf = load_chat_format(args.tokenizer)
-    policy, origin = load_policy(args.policy, cf.tokenizer.n_words)
-    heldout = T.make_tasks(400, "heldout", seed=0)
-    before = evaluate_accuracy(policy, cf, heldout)["accuracy"]
-    t0 = time.perf_counter()
-    tasks = T.make_tasks(args.prompts, "train", seed=args.seed + 4)
-    samples = sample_responses(policy, cf, tasks, args.k, temperature=0.7, seed=args.seed + 13, desc="DPO samples")
-    pairs = make_pairs(tasks, samples, seed=args.seed)
-    data = prepare(copy.deepcopy(policy), cf, pairs)
-    history = train_dpo(policy, data, args.steps, args.batch_size, args.lr, args.beta, args.nll_coef, seed=args.seed)
-    wall = time.perf_counter() - t0
-    after = evaluate_accuracy(policy, cf, heldout)["accuracy"]
-    out = Path(args.out)
-    save_checkpoint(policy, out / "checkpoint")
-    save_figure(plot_implicit_rewards(history), out / "dpo_rewards.png")
-    write_json(out / "results.json", {"policy": origin, "pairs": len(pairs), "before": before, "after": after,
-                                      "wall_s": wall, "history": history})
-    print(f"DPO on {len(pairs)} pairs: held-out accuracy {before:.1%} -> {after:.1%} ({wall:.0f} s); "
-          f"checkpoint in {out / 'checkpoint'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

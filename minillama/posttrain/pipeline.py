@@ -9,17 +9,30 @@ MINILLAMA_SMOKE=1) runs every stage with tiny sizes in about a minute, for CI an
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
+from minillama.checkpoint import average_models, save_checkpoint
+from minillama.posttrain import dpo as D
+from minillama.posttrain import reward as R
 from minillama.posttrain import tasks as T
-from minillama.utils import set_threads, smoke
+from minillama.posttrain.common import (
+    load_chat_format,
+    load_policy,
+    save_figure,
+    write_json,
+)
+from minillama.posttrain.dpo import plot_implicit_rewards
+from minillama.posttrain.rejection import (
+    best_of_k_curve,
+    plot_best_of_k,
+    rejection_sample,
+)
+from minillama.posttrain.reward import plot_reward_margins
+from minillama.posttrain.sampling import evaluate_accuracy, sample_responses
+from minillama.posttrain.sft import default_config, run_sft, task_examples
 
 
 @dataclass
@@ -64,14 +77,6 @@ class PipelineConfig:
 
 def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     """Run every stage; returns the results dict (and writes it, the plots and checkpoints under `out`)."""
-    from minillama.posttrain import dpo as D
-    from minillama.posttrain import reward as R
-    from minillama.posttrain.averaging import average_models
-    from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
-    from minillama.posttrain.rejection import best_of_k_curve, evaluate_accuracy, plot_best_of_k, rejection_sample
-    from minillama.posttrain.rejection import sample_responses
-    from minillama.posttrain.sft import default_config, run_sft, task_examples
-
     out = Path(out) if out is not None else None
     cf = load_chat_format(cfg.tokenizer)
     heldout = T.make_tasks(cfg.n_eval, "heldout", seed=0)
@@ -85,7 +90,6 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
         log(f"{stage:<22} held-out accuracy {acc['accuracy']:6.1%}  ({kinds})  {wall:7.1f} s")
         models[stage] = model
         if out is not None and stage != "pretrained":
-            from minillama.checkpoint import save_checkpoint
             save_checkpoint(model, out / "checkpoints" / stage)
 
     # ---- 0. the pre-trained model
@@ -180,7 +184,6 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
         results["stages"]["dpo"].setdefault("other_seeds", {})[s] = acc_s
         log(f"{'':<22} DPO seed {s}: held-out accuracy {acc_s:6.1%}")
     if out is not None:
-        from minillama.posttrain.dpo import plot_implicit_rewards
         save_figure(plot_implicit_rewards(dpo_hist[cfg.dpo_seeds[0]]), out / "dpo_rewards.png")
 
     # ---- 5. model averaging of the DPO runs
@@ -225,38 +228,3 @@ def plot_stages(results: dict, ax=None):
     return ax.figure
 
 
-def plot_reward_margins(margins, ax=None):
-    """Histogram of r(better) − r(worse) on held-out pairs; right of zero is ranked right. Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.2))
-    m = torch.as_tensor(margins).float()
-    ax.hist(m.numpy(), bins=30, color="tab:green")
-    ax.axvline(0, color="k", lw=1)
-    ax.set_xlabel("reward margin r(better) − r(worse)")
-    ax.set_ylabel("held-out pairs")
-    ax.set_title(f"Reward model: {float((m > 0).float().mean()):.0%} of pairs ranked right")
-    return ax.figure
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m minillama posttrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True)
-    p.add_argument("--init", default="auto")
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--smoke", action="store_true", help="tiny sizes (also when MINILLAMA_SMOKE=1)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    set_threads()
-    make = PipelineConfig.small if (args.smoke or smoke(False, True)) else PipelineConfig
-    cfg = make(init=args.init, tokenizer=args.tokenizer, seed=args.seed)
-    t0 = time.perf_counter()
-    results = run(cfg, args.out)
-    print(f"total {time.perf_counter() - t0:.0f} s; results in {args.out}/results.json and summary.md")
-    print(summary_table(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,22 +14,21 @@ pairwise accuracy on held-out pairs.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
 import random
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from minillama.checkpoint import load_checkpoint, save_checkpoint
 from minillama.model import Transformer
 from minillama.posttrain import tasks as T
 from minillama.posttrain.data import hidden_states
 from minillama.posttrain.losses import bradley_terry_loss
+from minillama.utils import progress
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -158,8 +157,6 @@ def train_reward_model(rm: RewardModel, better: list[list[int]], worse: list[lis
                        batch_size: int = 32, lr: float = 3e-4, seed: int = 0, log_every: int = 10,
                        progress_desc: str = "reward model") -> list[dict]:
     """AdamW on the Bradley–Terry loss over random minibatches of pairs; returns a history of dicts."""
-    from minillama.utils import progress
-
     if len(better) != len(worse) or not better:
         raise ValueError("need the same, non-zero number of better and worse rows")
     gen = torch.Generator().manual_seed(seed)
@@ -191,16 +188,12 @@ def save_reward_model(rm: RewardModel, folder: str | Path) -> None:
     `load_checkpoint` would read as part of the body)."""
     from safetensors.torch import save
 
-    from minillama.checkpoint import save_checkpoint
-
     head = {k: v.detach().contiguous() for k, v in rm.value_head.state_dict().items()}
     save_checkpoint(rm.body, folder, extra_files={HEAD_FILE: save(head)})
 
 
 def load_reward_model(folder: str | Path) -> RewardModel:
     from safetensors.torch import load
-
-    from minillama.checkpoint import load_checkpoint
 
     folder = Path(folder)
     if not (folder / HEAD_FILE).is_file() and (folder / "reward_model" / HEAD_FILE).is_file():
@@ -217,48 +210,18 @@ def load_reward_model(folder: str | Path) -> RewardModel:
 # ----------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """`minillama reward --policy CKPT --out DIR`: train a reward model on the policy's body, report pairwise
-    accuracy on held-out pairs, save it (body checkpoint + value_head.st) and a margin histogram."""
-    from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
-    from minillama.posttrain.pipeline import plot_reward_margins
-    from minillama.posttrain.rejection import sample_responses
-    from minillama.utils import set_threads
-
-    p = argparse.ArgumentParser(prog="minillama reward", description=main.__doc__.split(":")[1].strip())
-    p.add_argument("--policy", default="auto", help="checkpoint to start from (the SFT model); 'auto' = shipped")
-    p.add_argument("--tokenizer", default=None)
-    p.add_argument("--out", required=True)
-    p.add_argument("--prompts", type=int, default=800, help="training prompts (3 pairs each)")
-    p.add_argument("--heldout-prompts", type=int, default=200)
-    p.add_argument("--samples", type=int, default=4, help="policy samples per prompt to rank")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    set_threads()
-    cf = load_chat_format(args.tokenizer)
-    policy, origin = load_policy(args.policy, cf.tokenizer.n_words)
-    t0 = time.perf_counter()
-    train_tasks = T.make_tasks(args.prompts, "train", seed=args.seed + 1)
-    held_tasks = T.make_tasks(args.heldout_prompts, "heldout", seed=1)
-    samples = sample_responses(policy, cf, train_tasks + held_tasks, args.samples, temperature=0.7, seed=args.seed)
-    by_task = dict(zip(train_tasks + held_tasks, samples))
-    train_pairs = ranking_pairs(make_rankings(train_tasks, args.seed, by_task))
-    held_pairs = ranking_pairs(make_rankings(held_tasks, args.seed + 1, by_task))
-    rm = RewardModel.from_policy(policy)
-    history = train_reward_model(rm, *pair_rows(cf, train_pairs), args.steps, lr=args.lr, seed=args.seed)
-    acc, margins = evaluate_pairs(rm, *pair_rows(cf, held_pairs))
-    wall = time.perf_counter() - t0
-    out = Path(args.out)
-    save_reward_model(rm, out / "reward_model")
-    save_figure(plot_reward_margins(margins), out / "reward_margins.png")
-    write_json(out / "results.json", {"policy": origin, "pairwise_accuracy": acc, "heldout_pairs": len(held_pairs),
-                                      "train_pairs": len(train_pairs), "wall_s": wall, "history": history})
-    print(f"reward model from {origin}: held-out pairwise accuracy {acc:.1%} on {len(held_pairs)} pairs "
-          f"({wall:.0f} s); saved to {out / 'reward_model'}")
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def plot_reward_margins(margins, ax=None):
+    """Histogram of r(better) − r(worse) on held-out pairs; right of zero is ranked right. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    m = torch.as_tensor(margins).float()
+    ax.hist(m.numpy(), bins=30, color="tab:green")
+    ax.axvline(0, color="k", lw=1)
+    ax.set_xlabel("reward margin r(better) − r(worse)")
+    ax.set_ylabel("held-out pairs")
+    ax.set_title(f"Reward model: {float((m > 0).float().mean()):.0%} of pairs ranked right")
+    return ax.figure

@@ -11,16 +11,14 @@ parameter model on a CPU learns this task family at a few 1e-3 in a few hundred 
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import sys
-import time
 from pathlib import Path
 
 from minillama.model import Transformer
 from minillama.posttrain import tasks as T
 from minillama.posttrain.data import Example, pack_examples, render, sft_loss
+from minillama.train import TrainConfig, train
 
 
 class DialogLoader:
@@ -88,8 +86,6 @@ def task_examples(chat_format, tasks: list[T.Task], responses: list[str] | None 
 def default_config(steps: int, lr: float = 3e-3, batch_size: int = 16, seq_len: int = 256, seed: int = 0,
                    warmup: int | None = None, **kwargs):
     """The TrainConfig SFT uses: cosine from `lr` to lr/10, short warmup, light weight decay."""
-    from minillama.train import TrainConfig
-
     return TrainConfig(max_steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=warmup if warmup is not None else
                        max(1, min(50, steps // 10)), weight_decay=0.01, batch_size=batch_size, seq_len=seq_len,
                        seed=seed, eval_every=0, **kwargs)
@@ -98,8 +94,6 @@ def default_config(steps: int, lr: float = 3e-3, batch_size: int = 16, seq_len: 
 def run_sft(model: Transformer, examples: list[Example], cfg, out_dir: str | Path | None = None,
             progress: bool | None = None, val_examples: list[Example] | None = None):
     """Fine-tune `model` in place on `examples` with the pre-training Trainer; returns the Trainer."""
-    from minillama.train import train
-
     loader = DialogLoader(examples, cfg.seq_len, seed=cfg.seed)
     val = None
     if val_examples:
@@ -122,47 +116,3 @@ def load_dialogs(path: str | Path, chat_format) -> list[Example]:
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minillama sft", description=__doc__.split("\n\n")[0])
-    p.add_argument("--init", default="auto", help="checkpoint folder, 'fresh', or 'auto' (shipped, else fresh)")
-    p.add_argument("--tokenizer", default=None, help="rank file (default: the shipped course tokenizer)")
-    p.add_argument("--out", required=True, help="output folder (checkpoint/, loss.png, results.json)")
-    p.add_argument("--data", default=None, help="JSON lines of {'messages': [...]} (default: the task family)")
-    p.add_argument("--n-train", type=int, default=20000, help="task-family dialogs to train on")
-    p.add_argument("--n-eval", type=int, default=200, help="held-out prompts for the accuracy")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=16, help="packed rows per step")
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    from minillama.posttrain.common import load_chat_format, load_policy, write_json
-    from minillama.posttrain.rejection import evaluate_accuracy
-    from minillama.utils import set_threads
-
-    args = _parser().parse_args(argv)
-    set_threads()
-    cf = load_chat_format(args.tokenizer)
-    model, origin = load_policy(args.init, cf.tokenizer.n_words, seed=args.seed)
-    print(f"start: {origin} ({model.num_params():,} parameters)")
-    examples = (load_dialogs(args.data, cf) if args.data else
-                task_examples(cf, T.make_tasks(args.n_train, "train", seed=args.seed)))
-    heldout = T.make_tasks(args.n_eval, "heldout", seed=0)
-    before = evaluate_accuracy(model, cf, heldout)
-    print(f"held-out accuracy before SFT: {before['accuracy']:.1%}")
-    t0 = time.perf_counter()
-    trainer = run_sft(model, examples, default_config(args.steps, args.lr, args.batch_size, args.seq_len, args.seed),
-                      out_dir=args.out)
-    wall = time.perf_counter() - t0
-    after = evaluate_accuracy(model, cf, heldout)
-    print(f"held-out accuracy after SFT: {after['accuracy']:.1%} ({wall:.0f} s); checkpoint in {args.out}/checkpoint")
-    write_json(Path(args.out) / "results.json", {"before": before, "after": after, "wall_s": wall,
-                                                 "final_loss": trainer.history[-1]["loss"]})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,20 +23,21 @@ dialog) for demos and tests, or `TransformerModel` (our `Transformer` + `minilla
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
-from minillama.chat_format import BUILTIN_TOOLS, ChatFormat, parse_assistant_text
+from minillama.chat_format import (
+    ChatFormat,
+    encode_tool_call,
+    parse_assistant_text,
+    tool_error,
+)
+from minillama.generate import generate
 from minillama.tooluse.format import format_tool_result
-from minillama.tooluse.prompts import builtin_system_prompt, custom_tools_prompt
-from minillama.tooluse.tools.registry import ToolRegistry
-from minillama.chat_format import tool_error
+from minillama.tooluse.prompts import custom_tools_prompt
+from minillama.tooluse.toolbox import Toolbox
 
-__all__ = ["Agent", "AgentResult", "ScriptedModel", "Toolbox", "TransformerModel", "csv_demo", "format_transcript",
-           "main"]
+__all__ = ["Agent", "AgentResult", "ScriptedModel", "TransformerModel", "format_transcript"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -74,8 +75,6 @@ class TransformerModel:
         self.tool_prompt_format = tool_prompt_format
 
     def __call__(self, messages: list[dict]) -> str:
-        from minillama.generate import generate
-
         cf = self.chat_format
         prompt = cf.encode_dialog_prompt(messages, tool_prompt_format=self.tool_prompt_format)
         limit = getattr(self.model.args, "max_seq_len", None)
@@ -188,8 +187,6 @@ class Agent:
 # ----------------------------------------------------------------------------------------------------------------
 def format_transcript(messages: list[dict], skip_system: bool = True, width: int = 1500) -> str:
     """A readable transcript: one block per message, tool calls written as the model wrote them."""
-    from minillama.chat_format import encode_tool_call
-
     lines = []
     for m in messages:
         role = "ipython" if m["role"] == "tool" else m["role"]

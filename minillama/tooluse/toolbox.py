@@ -39,8 +39,6 @@ class Toolbox:
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from minillama.tooluse.tools.sandbox import Sandbox
-
             self._sandbox = Sandbox(files=self.files, **self.sandbox_kwargs)
         return self._sandbox
 
@@ -85,16 +83,12 @@ class Toolbox:
             return {"ok": result.ok, "content": result.as_tool_message(), "error": None if result.ok else
                     tool_error("code_failed", result.message or "the code raised an exception", name)}
         if name == "wolfram_alpha":
-            from minillama.tooluse.tools.calculator import calculate
-
             out = calculate(args["query"])
             if out["ok"]:
                 return {"ok": True, "content": out["result"], "error": None}
             return {"ok": False, "content": format_tool_result("failed", stderr=out["error"]["message"]),
                     "error": out["error"]}
         if name == "brave_search":
-            from minillama.tooluse.tools.search import brave_search
-
             return {"ok": True, "content": brave_search(args["query"]), "error": None}
         if name == "photogen":
             err = tool_error("unavailable", "photogen (image generation) is not available on this machine", name)

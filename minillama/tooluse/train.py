@@ -33,18 +33,27 @@ accuracy with tools 89.2% against 2.7% without (calculator questions 92.1% vs 0%
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
 import json
 import random
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minillama.tooluse.tools.calculator import calculate
+from minillama.chat_format import parse_assistant_text
+from minillama.model import Transformer
+from minillama.model.config import ModelArgs
+from minillama.posttrain.common import FRESH_ARGS, load_chat_format, load_policy
+from minillama.posttrain.data import render, sft_loss
+from minillama.posttrain.sft import DialogLoader, default_config
+from minillama.tooluse.agent import Agent, TransformerModel, format_transcript
+from minillama.tooluse.format import format_tool_result
 from minillama.tooluse.prompts import builtin_system_prompt
+from minillama.tooluse.toolbox import Toolbox
+from minillama.tooluse.tools.calculator import calculate
+from minillama.train import train
 
-__all__ = ["ToolTask", "make_tasks", "task_dialog", "training_dialogs", "train_tool_model", "evaluate_tool_use", "main",
+__all__ = ["ToolTask", "make_tasks", "task_dialog", "training_dialogs", "train_tool_model", "evaluate_tool_use",
            "TOOLS_ON", "TOOLS_OFF"]
 
 TODAY = "21 September 2024"
@@ -95,7 +104,6 @@ def _code_task(rng: random.Random) -> ToolTask:
         hi = rng.randint(lo + 5, 99)
         prompt, code = f"What is the sum of the numbers from {lo} to {hi}?", f"print(sum(range({lo}, {hi} + 1)))"
     stdout = _run_trusted(code)
-    from minillama.tooluse.format import format_tool_result
 
     return ToolTask("code", prompt, {"tool_name": "code_interpreter", "arguments": {"code": code}},
                     format_tool_result("completed", stdout=stdout), f"The answer is {stdout.strip()}.",
@@ -104,9 +112,6 @@ def _code_task(rng: random.Random) -> ToolTask:
 
 def _run_trusted(code: str) -> str:
     """Our own generated snippets (never model output): run in-process to make training data fast."""
-    import contextlib
-    import io
-
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         exec(compile(code, "<task>", "exec"), {})  # noqa: S102  (code written by _code_task above)
@@ -194,20 +199,11 @@ def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, b
     loss drops from ~0.7 to ~0.2: an induction-head phase change). Untied embeddings, or the 2-layer shipped model,
     did not get there in 700 steps (0% accuracy with perfectly formed calls).
     """
-    from minillama.posttrain.common import FRESH_ARGS, load_chat_format, load_policy
-    from minillama.posttrain.data import render
-    from minillama.posttrain.data import sft_loss
-    from minillama.posttrain.sft import DialogLoader, default_config
-    from minillama.train import train
-
     chat_format = chat_format or load_chat_format()
     vocab = chat_format.tokenizer.n_words
     if init == "fresh" and model_args is None:
         model_args = {"tie_word_embeddings": True}
     if model_args:
-        from minillama.model.config import ModelArgs
-        from minillama.model import Transformer
-
         args = ModelArgs(vocab_size=vocab, **{**FRESH_ARGS, **model_args})
         model = Transformer(args).init_weights(seed=seed)
     else:
@@ -240,9 +236,6 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
     `model`: our `Transformer` (run greedily through `agent.TransformerModel`) or any callable `messages -> text`.
     """
     import torch
-
-    from minillama.tooluse.agent import Agent, Toolbox, TransformerModel, format_transcript
-    from minillama.chat_format import parse_assistant_text
 
     if isinstance(model, torch.nn.Module):
         lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)
@@ -294,62 +287,5 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
 # ----------------------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m minillama tooluse", description="SFT a small model to call tools "
-                                "and measure it on held-out requests.")
-    p.add_argument("--out", required=True, help="output folder (checkpoint/, results.json)")
-    p.add_argument("--init", default="fresh", help="checkpoint folder, 'fresh' (tied embeddings), or 'auto'")
-    p.add_argument("--n-train", type=int, default=6000)
-    p.add_argument("--n-eval", type=int, default=100)
-    p.add_argument("--steps", type=int, default=1400)
-    p.add_argument("--lr", type=float, default=4e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
-    p.add_argument("--eval-only", default=None, help="evaluate this checkpoint folder instead of training")
-    p.add_argument("--untied", action="store_true",
-                   help="fresh model with untied input/output embeddings (tied ones make copying easy to learn)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from minillama.utils import set_threads
-
-    args = _parser().parse_args(argv)
-    set_threads()
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    if args.eval_only:
-        from minillama.checkpoint import load_checkpoint
-        from minillama.posttrain.common import load_chat_format
-
-        folder = Path(args.eval_only)
-        model, cf, trainer = load_checkpoint(folder / "checkpoint" if (folder / "checkpoint").is_dir() else folder), \
-            load_chat_format(), None
-        model.eval()
-    else:
-        model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
-                                              seed=args.seed, out_dir=out, log_every=args.log_every,
-                                              model_args={"tie_word_embeddings": False} if args.untied
-                                              else None)
-    train_s = time.perf_counter() - t0
-    heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
-    t1 = time.perf_counter()
-    metrics = evaluate_tool_use(model, cf, heldout)
-    metrics.update(train_s=train_s, eval_s=time.perf_counter() - t1, steps=args.steps, n_train=args.n_train,
-                   params=model.num_params(), final_loss=trainer.history[-1]["loss"] if trainer else None,
-                   eval_only=args.eval_only)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(metrics, indent=2))
-    for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):
-        print(f"{key:>24}: {metrics[key]:.1%}")
-    for kind, row in metrics["by_kind"].items():
-        print(f"{kind:>24}: {row['with_tools']:.1%} with tools, {row['without_tools']:.1%} without (n={row['n']})")
-    done = f"evaluated {args.eval_only}" if args.eval_only else f"trained {args.steps} steps in {train_s:.0f} s"
-    print(f"{done}; {metrics['params']:,} parameters; results in {out}")
-    print("\n\n".join(metrics["transcripts"][:2]))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

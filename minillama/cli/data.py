@@ -86,7 +86,3 @@ def main(argv: list[str] | None = None) -> int:
     _print_summary(corpus_summary(kept))
     print(f"wrote {out / 'documents.jsonl'} and {out / 'report.json'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

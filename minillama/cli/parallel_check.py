@@ -74,7 +74,3 @@ def main(argv: list[str] | None = None) -> int:
           f"gradients {worst['grads']:.2e}, parameters after AdamW {worst['params']:.2e} "
           f"(tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

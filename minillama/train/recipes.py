@@ -7,39 +7,38 @@
 * **Annealing** (§3.1.3, §3.4.3): over the last 40M tokens, the LR goes linearly to 0 on an upsampled high-quality
   mix. `anneal` continues a checkpoint with `schedule="linear"` and keeps the last few snapshots.
 * **Checkpoint averaging** (§3.4.3): "we compute the average of model checkpoints (Polyak averaging) during
-  annealing to produce the final pre-trained model". `average_state_dicts` / `average_checkpoints`.
+  annealing to produce the final pre-trained model": `minillama.checkpoint.average_state_dicts` of the snapshots.
+* **The shipped tiny model**: `load_shipped`, and `export_shipped`, which wrote minillama/assets/tiny-stdlib.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from minillama.assets import shipped_checkpoint
 from minillama.checkpoint import load_checkpoint
+from minillama.generate import generate
 from minillama.model import Transformer
-from minillama.train import TrainConfig, Trainer, evaluate, lm_loss
+from minillama.tokenizer import BPETokenizer
+from minillama.train.recipe import TrainConfig, evaluate, lm_loss
+from minillama.train.state import read_trainer_state
+from minillama.train.trainer import Trainer
 
-__all__ = ["shipped_checkpoint", "load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes", "anneal", "average_state_dicts", "average_checkpoints"]
-
-
-def shipped_checkpoint() -> Path:
-    """The folder of the tiny model shipped with minillama (trained by `minillama pretrain`, see its REPRODUCE.txt):
-    config.json, model.safetensors, tokenizer.model (the course's 8K BPE), golden.json."""
-    from minillama.train import SHIPPED
-    from minillama.assets import assets_dir
-
-    return assets_dir() / SHIPPED
+__all__ = ["load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes",
+           "anneal"]
 
 
 def load_shipped():
     """(model, tokenizer) of the shipped tiny checkpoint: a start for later chapters and learners in a hurry."""
-    from minillama.tokenizer import BPETokenizer
-
     folder = shipped_checkpoint()
     return load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
 
@@ -51,8 +50,6 @@ GOLDEN_NEW_TOKENS = 32
 def golden_continuations(model: Transformer, tokenizer, prompts=GOLDEN_PROMPTS,
                          max_new_tokens: int = GOLDEN_NEW_TOKENS) -> list[dict]:
     """Greedy continuations (new token ids and text) of each prompt after BOS, with the KV cache."""
-    from minillama.generate import generate
-
     out = []
     for prompt in prompts:
         ids = tokenizer.encode(prompt, bos=True)
@@ -65,12 +62,6 @@ def golden_continuations(model: Transformer, tokenizer, prompts=GOLDEN_PROMPTS,
 def export_shipped(checkpoint: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
     """Copy a training checkpoint's model and tokenizer (not its optimizer state) to the shipped-asset folder and
     write ``golden.json``: greedy continuations that `tests/test_train_assets.py` checks."""
-    import json
-    import shutil
-
-    from minillama.tokenizer import BPETokenizer
-    from minillama.train import read_trainer_state
-
     checkpoint = Path(checkpoint)
     folder = Path(folder) if folder is not None else shipped_checkpoint()
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,8 +79,6 @@ def export_shipped(checkpoint: str | os.PathLike, folder: str | os.PathLike | No
 
 def _as_model(model_or_folder: Transformer | str | os.PathLike) -> Transformer:
     if isinstance(model_or_folder, torch.nn.Module):
-        import copy
-
         return copy.deepcopy(model_or_folder)
     return load_checkpoint(model_or_folder)
 
@@ -142,26 +131,3 @@ def anneal(start: Transformer | str | os.PathLike, loader, steps: int, lr: float
     trainer = Trainer(_as_model(start), loader, cfg, callbacks=[keep])
     trainer.fit(progress=progress)
     return trainer, snapshots
-
-
-def average_state_dicts(states: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Element-wise mean of state dicts with the same names and shapes (Polyak averaging), in float32."""
-    if not states:
-        raise ValueError("nothing to average: pass at least one state dict")
-    names = list(states[0])
-    for i, s in enumerate(states[1:], start=1):
-        if list(s) != names or any(s[k].shape != states[0][k].shape for k in names):
-            raise ValueError(f"state dict {i} has other tensor names or shapes than state dict 0; average only "
-                             f"checkpoints of the same model")
-    return {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in names}
-
-
-def average_checkpoints(folders: Sequence[str | os.PathLike]) -> Transformer:
-    """A model whose weights are the mean of the checkpoints in `folders` (all of the same config)."""
-    models = [load_checkpoint(Path(f)) for f in folders]
-    configs = {str(m.args.to_dict()) for m in models}
-    if len(configs) != 1:
-        raise ValueError("checkpoints to average must share one ModelArgs config")
-    model = models[0]
-    model.load_state_dict(average_state_dicts([m.state_dict() for m in models]))
-    return model

@@ -1,0 +1,307 @@
+"""The training loop, used for pre-training (paper §3.4) and reused unchanged by post-training (§4).
+
+`Trainer` is a run: model, AdamW, the schedule of `recipe.TrainConfig`, the data position and the loss history, one
+`train_step()` at a time; `fit()` loops, validates and checkpoints. Its checkpoint folder (`state.py`) holds
+everything, so `Trainer.resume` continues exactly where the run was: the loss curve is bit-identical to a run that
+never stopped. A `loss.png` (`plots.py`) is written beside the checkpoint.
+
+Post-training passes its own batches and loss: `train(model, loader, cfg, loss_fn=masked_sft_loss)`, where
+`loader.next_batch(rows)` returns any batch and `loss_fn(model, batch)` returns a scalar tensor.
+The command line is `minillama pretrain` (`minillama.cli.pretrain`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from minillama.assets import CHECKPOINT
+from minillama.checkpoint import load_checkpoint, save_checkpoint
+from minillama.generate import generate
+from minillama.model import Transformer
+from minillama.train import state
+from minillama.train.plots import plot_loss
+from minillama.train.recipe import (
+    TrainConfig,
+    batch_rows_at,
+    evaluate,
+    lm_loss,
+    steps_for_tokens,
+)
+from minillama.utils import progress as progress_bar
+
+__all__ = ["Trainer", "train", "fixed_batches", "replan_at_warmup_end", "measure_tokens_per_s", "sample_text"]
+
+LOSS_PLOT = "loss.png"
+
+
+class Trainer:
+    """A run: model + AdamW + schedule + data position + history, one `train_step()` at a time.
+
+    model:       a `Transformer` (or any module `loss_fn` understands).
+    loader:      has ``next_batch(rows)``, ``state_dict()``, ``load_state_dict(state)`` (see `ShardLoader`).
+    cfg:         `TrainConfig`.
+    loss_fn:     ``loss_fn(model, batch) -> scalar tensor``; default next-token cross-entropy (`lm_loss`).
+    val_batches: fixed batches for the periodic validation loss (any that `loss_fn` accepts).
+    out_dir:     where ``checkpoint/`` and ``loss.png`` go (None: nothing is written).
+    callbacks:   ``fn(trainer, record)`` called after every step (logging, samples, a test's sleep).
+    extra_files: more files for the checkpoint folder, e.g. ``{"tokenizer.model": bytes}``.
+    """
+
+    def __init__(self, model: torch.nn.Module, loader, cfg: TrainConfig, loss_fn: Callable | None = None,
+                 val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None,
+                 callbacks: Sequence[Callable] = (), extra_files: dict[str, bytes] | None = None,
+                 meta: dict | None = None):
+        self.model, self.loader, self.cfg = model, loader, cfg
+        self.loss_fn = loss_fn or lm_loss
+        self.val_batches = list(val_batches or [])
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.callbacks, self.extra_files, self.meta = list(callbacks), dict(extra_files or {}), dict(meta or {})
+        self.param_names, self.optimizer = self._make_optimizer()
+        self.device_type = next(model.parameters()).device.type
+        self.step, self.tokens_seen, self.wall_s = 0, 0, 0.0
+        self.history: list[dict] = []  # one record per step: step, tokens, rows, lr, loss, grad_norm
+        self.val_history: list[dict] = []  # step, tokens, val_loss
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        torch.manual_seed(cfg.seed)
+
+    def _make_optimizer(self) -> tuple[list[str], torch.optim.Optimizer]:
+        """AdamW with weight decay on matrices (ndim >= 2), none on norms. Fused kernel where torch has one."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [(n, p) for n, p in named if p.ndim >= 2]
+        no_decay = [(n, p) for n, p in named if p.ndim < 2]
+        groups = [{"params": [p for _, p in decay], "weight_decay": self.cfg.weight_decay},
+                  {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+        kwargs = dict(lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps)
+        try:
+            opt = torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, TypeError):  # an older torch without a CPU fused AdamW
+            opt = torch.optim.AdamW(groups, foreach=True, **kwargs)
+        return [n for n, _ in decay + no_decay], opt
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        """The optimized parameters, in the order of `param_names`."""
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict:
+        """One optimizer step: LR from the schedule, rows from the ramp, gradient accumulation, clipping."""
+        cfg = self.cfg
+        lr = cfg.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        rows = batch_rows_at(self.tokens_seen, cfg.ramp)
+        micro = cfg.micro_batch_size or rows
+        n_micro = rows // micro
+        loss_sum, tokens = 0.0, 0
+        for _ in range(n_micro):
+            batch = self.loader.next_batch(micro)
+            with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                loss = self.loss_fn(self.model, batch)
+            (loss / n_micro).backward()
+            loss_sum += loss.item()
+            tokens += _batch_tokens(batch)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += tokens
+        record = {"step": self.step, "tokens": self.tokens_seen, "rows": rows, "lr": lr,
+                  "loss": loss_sum / n_micro, "grad_norm": float(grad_norm)}
+        self.history.append(record)
+        return record
+
+    def validate(self) -> float | None:
+        if not self.val_batches:
+            return None
+        val = evaluate(self.model, self.val_batches, self.loss_fn, self.cfg.bf16)
+        self.val_history.append({"step": self.step, "tokens": self.tokens_seen, "val_loss": val})
+        return val
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, progress: bool | None = None) -> Trainer:
+        """Train until `cfg.max_steps` (or the time limit), validating and checkpointing on schedule."""
+        bar_kwargs = {} if progress is None else {"disable": not progress}
+        self.bar = bar = progress_bar(total=self.cfg.max_steps, initial=self.step, desc="train", unit="step",
+                                      **bar_kwargs)
+        start, self._window = time.perf_counter(), (time.perf_counter(), self.tokens_seen)
+        try:
+            while self.step < self.cfg.max_steps:
+                cfg = self.cfg  # a callback may re-plan the run (see `replan_at_warmup_end`)
+                t0 = time.perf_counter()
+                record = self.train_step()
+                self.wall_s += time.perf_counter() - t0
+                for fn in self.callbacks:
+                    fn(self, record)
+                last = self.step == self.cfg.max_steps
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
+                    self.validate()
+                if self.out_dir is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last):
+                    self.save()
+                self._show(record, last)
+                if cfg.time_limit_s is not None and time.perf_counter() - start > cfg.time_limit_s and not last:
+                    self._stop_for_time()
+                    break
+        except KeyboardInterrupt:
+            if self.out_dir is not None:
+                bar.write(f"interrupted at step {self.step}; saving a checkpoint (continue with --resume)")
+                self.save()
+            raise
+        finally:
+            bar.close()
+        return self
+
+    def _show(self, record: dict, last: bool) -> None:
+        """Advance the progress bar; every 2 s, show loss, speed, LR and the last validation loss."""
+        self.bar.update(1)
+        now, (then, tokens_then) = time.perf_counter(), self._window
+        if now - then > 2.0 or last:
+            self._window = (now, self.tokens_seen)
+            post = {"loss": f"{record['loss']:.3f}", "tok/s": f"{(self.tokens_seen - tokens_then) / (now - then):,.0f}",
+                    "lr": f"{record['lr']:.1e}"}
+            if self.val_history:
+                post["val"] = f"{self.val_history[-1]['val_loss']:.3f}"
+            self.bar.set_postfix(post, refresh=False)
+
+    def _stop_for_time(self) -> None:
+        cfg = self.cfg
+        self.bar.write(f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}/{cfg.max_steps}"
+                       + ("; saved a checkpoint, continue with --resume" if self.out_dir else ""))
+        if self.out_dir is not None:
+            self.validate()
+            self.save()
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens_seen / self.wall_s if self.wall_s else float("nan")
+
+    # ------------------------------------------------------------------ checkpoints (files: `state.py`)
+    @property
+    def checkpoint_dir(self) -> Path:
+        if self.out_dir is None:
+            raise ValueError("this Trainer has no out_dir; pass out_dir= to write checkpoints")
+        return self.out_dir / CHECKPOINT
+
+    def save(self, folder: str | os.PathLike | None = None) -> Path:
+        """Write the checkpoint folder atomically (and the loss plot beside it)."""
+        folder = Path(folder) if folder is not None else self.checkpoint_dir
+        save_checkpoint(self.model, folder, extra_files={**self.extra_files, **state.state_files(self)})
+        if self.history:
+            plot = folder.parent / LOSS_PLOT
+            tmp = plot.with_name(f".{plot.stem}.tmp.png")
+            plot_loss(self.history, self.val_history, baseline=self.meta.get("unigram_entropy")).savefig(tmp, dpi=90)
+            os.replace(tmp, plot)
+        return folder
+
+    def load_state(self, folder: str | os.PathLike) -> Trainer:
+        """Restore optimizer, RNG, loader, step and history from a checkpoint folder (the model is loaded by
+        `resume`). Raises CheckpointError naming the file when something is missing or corrupt."""
+        state.load_state(self, folder)
+        return self
+
+    @classmethod
+    def resume(cls, folder: str | os.PathLike, loader, loss_fn: Callable | None = None,
+               val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None,
+               **kwargs) -> Trainer:
+        """A Trainer continuing the run saved in checkpoint `folder` (model, optimizer, data position, RNG)."""
+        folder = Path(folder)
+        cfg = TrainConfig.from_dict(state.read_trainer_state(folder)["train_config"])
+        trainer = cls(load_checkpoint(folder), loader, cfg, loss_fn, val_batches,
+                      folder.parent if out_dir is None else out_dir, **kwargs)
+        return trainer.load_state(folder)
+
+
+def _batch_tokens(batch) -> int:
+    """Tokens of input in a batch: (inputs, targets) tuples, a tensor, or a dict with 'tokens'/first tensor."""
+    if isinstance(batch, Tensor):
+        return batch.numel()
+    if isinstance(batch, dict):
+        first = batch.get("tokens", next(v for v in batch.values() if isinstance(v, Tensor)))
+        return first.numel()
+    return batch[0].numel()
+
+
+def train(model: torch.nn.Module, loader, cfg: TrainConfig, loss_fn: Callable | None = None,
+          val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
+          progress: bool | None = None, **kwargs) -> Trainer:
+    """Train `model` on `loader` with `cfg` (see `Trainer`); with ``resume=True`` and a checkpoint in
+    ``out_dir/checkpoint``, continue that run instead (its saved model and config win). Returns the Trainer."""
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume=True needs the out_dir of the run to continue")
+        folder = Path(out_dir) / CHECKPOINT
+        if not folder.exists():
+            raise ValueError(f"nothing to resume: {folder} does not exist; run once without resume first")
+        trainer = Trainer.resume(folder, loader, loss_fn, val_batches, out_dir, **kwargs)
+    else:
+        trainer = Trainer(model, loader, cfg, loss_fn, val_batches, out_dir, **kwargs)
+    return trainer.fit(progress=progress)
+
+
+def fixed_batches(loader, rows: int, max_batches: int) -> list:
+    """Up to `max_batches` batches of `rows` read in order from an unshuffled loader (the validation set); fewer
+    rows when the split is small. Raises ValueError when it holds no window at all."""
+    if loader.n_windows == 0:
+        raise ValueError("the validation split holds no full window; use more data or a shorter --seq-len")
+    rows = min(rows, loader.n_windows)
+    return [loader.next_batch(rows) for _ in range(min(max_batches, loader.n_windows // rows))]
+
+
+def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
+    """A callback for `--minutes` runs: when warmup ends, measure the real speed (the first guess comes from a few
+    probe steps and is noisy on a busy machine) and set `max_steps` so the run fills `budget_s` seconds from
+    ``clock["start"]``. The cosine only starts after warmup, so the schedule stays one smooth curve."""
+    def callback(trainer: Trainer, record: dict) -> None:
+        cfg = trainer.cfg
+        if trainer.step != max(cfg.warmup_steps, 5) or "done" in clock:
+            return
+        clock["done"] = True
+        elapsed = time.perf_counter() - clock["start"]
+        total = trainer.tokens_seen + int(trainer.tokens_seen / elapsed * max(0.0, budget_s - elapsed))
+        steps = max(trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len,
+                                                                        trainer.tokens_seen))
+        if steps != cfg.max_steps:
+            trainer.cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=max(10, steps // 15),
+                                              ckpt_every=max(10, steps // 10))
+            bar = getattr(trainer, "bar", None)
+            if bar is not None:
+                bar.total = steps
+            (bar.write if bar is not None else print)(
+                f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
+                f"-> {steps} steps (~{total:,} tokens)")
+    return callback
+
+
+def measure_tokens_per_s(model: Transformer, cfg: TrainConfig, loader, steps: int = 3) -> float:
+    """Tokens/s of full training steps on a throwaway copy of the model (the run itself is untouched)."""
+    probe_cfg = dataclasses.replace(cfg, max_steps=steps + 1, eval_every=0, ckpt_every=0, time_limit_s=None)
+    probe = Trainer(copy.deepcopy(model), copy.deepcopy(loader), probe_cfg)
+    probe.train_step()  # warm-up
+    t0, tok0 = time.perf_counter(), probe.tokens_seen
+    for _ in range(steps):
+        probe.train_step()
+    return (probe.tokens_seen - tok0) / (time.perf_counter() - t0)
+
+
+def sample_text(model: Transformer, tokenizer, prompt: str = "def", max_new_tokens: int = 48) -> str:
+    """A greedy continuation of `prompt` (BOS + prompt), decoded."""
+    was_training = model.training
+    model.eval()
+    ids = tokenizer.encode(prompt, bos=True, eos=False)
+    new = generate(model, [ids], max_new_tokens, temperature=0.0, stop_tokens=(tokenizer.eos_id,))[0]
+    model.reset_cache()
+    model.train(was_training)
+    return prompt + tokenizer.decode(new)
+
+
