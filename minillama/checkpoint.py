@@ -311,7 +311,7 @@ def average_state_dicts(state_dicts: Sequence[dict[str, Tensor]],
     for i, sd in enumerate(state_dicts[1:], 1):
         if list(sd) != keys or any(sd[k].shape != state_dicts[0][k].shape for k in keys):
             raise ValueError(f"state dict {i} does not match the first one (names or shapes differ): "
-                             "average only checkpoints of the same architecture")
+                             "average only checkpoints of the same model")
     w = torch.tensor(list(weights) if weights is not None else [1.0] * len(state_dicts), dtype=torch.float64)
     if w.shape != (len(state_dicts),) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be {len(state_dicts)} non-negative numbers with a positive sum, got {weights}")

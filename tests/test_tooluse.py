@@ -7,7 +7,7 @@ import torch
 
 from minillama.chat_format import encode_tool_call
 from minillama.tooluse.tools.sandbox import run_code
-from minillama.tooluse.train.train import (
+from minillama.tooluse.train import (
     TOOLS_OFF,
     TOOLS_ON,
     evaluate_tool_use,
