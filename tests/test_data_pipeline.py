@@ -8,7 +8,8 @@ import pytest
 from minillama.cli.data import main as data_main
 from minillama.data.corpus import Document, load_documents, stdlib_corpus, synthetic_contaminants
 from minillama.data.mix import mix_by_ratio
-from minillama.data.pipeline import Pipeline, default_pipeline, format_reports
+from minillama.data.pipeline import Pipeline, default_pipeline
+from minillama.data.report import format_reports
 
 
 @pytest.fixture(scope="module")

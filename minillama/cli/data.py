@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from minillama.data.corpus import corpus_summary, load_corpus, save_documents, synthetic_contaminants
-from minillama.data.pipeline import default_pipeline, format_reports
+from minillama.data.pipeline import default_pipeline
+from minillama.data.report import format_reports
 
 
 def _parse_mix(text: str | None) -> dict[str, float] | None:

@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from minillama.data.corpus import Document
-from minillama.data.pipeline import StepReport
+from minillama.data.report import StepReport
 
 __all__ = ["normalize_text", "strip_markup", "clean_document", "clean"]
 

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from minillama.data.corpus import Document
-from minillama.data.pipeline import StepReport
+from minillama.data.report import StepReport
 
 __all__ = [
     "normalize_for_hash",

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from minillama.data.corpus import Document
-from minillama.data.pipeline import StepReport
+from minillama.data.report import StepReport
 
 __all__ = [
     "DIRTY_WORDS",

@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable, Sequence
 
 from minillama.data.corpus import Document
-from minillama.data.pipeline import StepReport
+from minillama.data.report import StepReport
 
 __all__ = ["LLAMA3_MIX", "group_documents", "mix_by_ratio"]
 

@@ -28,7 +28,7 @@ import torch
 
 from minillama.data.corpus import Document
 from minillama.data.filters import tokenize_words
-from minillama.data.pipeline import StepReport
+from minillama.data.report import StepReport
 
 __all__ = ["DEGRADATIONS", "degrade", "build_quality_dataset", "hashed_features", "QualityClassifier",
            "quality_filter"]

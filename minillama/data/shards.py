@@ -37,6 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from minillama.data.corpus import train_val_split
+from minillama.utils import progress
+
 __all__ = [
     "SHARD_DTYPE",
     "pack_documents",
@@ -74,8 +77,6 @@ def pack_documents(docs_tokens: Iterable[Sequence[int]], bos_id: int, eos_id: in
 
 def tokenize_documents(docs: Iterable, tokenizer, progress_desc: str | None = None) -> list[list[int]]:
     """Token ids of each document's text (``doc.text`` for `Document`s, or plain strings), without BOS/EOS."""
-    from minillama.utils import progress
-
     docs = list(docs)
     it = progress(docs, desc=progress_desc, unit="doc") if progress_desc else docs
     return [tokenizer.encode(getattr(d, "text", d), bos=False, eos=False) for d in it]
@@ -131,8 +132,6 @@ def build_shards(docs: Sequence, tokenizer, folder: str | os.PathLike, val_fract
     tokenizer: has ``encode(text, bos, eos)``, ``bos_id``, ``eos_id``, ``n_words`` (the course's `BPETokenizer`).
     Returns the meta dict (also written to ``folder/meta.json``).
     """
-    from minillama.data.corpus import train_val_split
-
     if not docs:
         raise ValueError("no documents to pack; check the corpus path or filters")
     train_docs, val_docs = train_val_split(docs, val_fraction=val_fraction, seed=seed)
