@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 
 def _flag(name: str, default: str = "0") -> bool:
@@ -31,8 +32,6 @@ def progress_enabled() -> bool:
 
 def progress(iterable=None, **kwargs):
     """`tqdm.auto.tqdm` that respects `progress_enabled()`."""
-    from tqdm.auto import tqdm
-
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, **kwargs)

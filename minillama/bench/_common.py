@@ -10,6 +10,7 @@ import tempfile
 import torch
 
 from minillama import ModelArgs, Transformer
+from minillama.bench._timing import summary
 from minillama.checkpoint import save_hf
 
 #: The config the issue names: dim 288, 6 layers, 6 heads, 2 kv heads, vocab 8192.
@@ -45,8 +46,6 @@ def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
 
 def print_rates(times: dict[str, list[float]], n_tokens: int, reference: str = "transformers") -> None:
     """One line per variant: tokens/s (median and best) and the ratio against `reference`."""
-    from minillama.bench._timing import summary
-
     ref_med, ref_best = summary(times[reference])
     for name, t in times.items():
         med, best = summary(t)

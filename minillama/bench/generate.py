@@ -10,8 +10,8 @@ import argparse
 
 import torch
 
-from minillama.bench._timing import interleaved
 from minillama.bench._common import add_common_args, bench_models, print_rates, setup
+from minillama.bench._timing import interleaved
 from minillama.generate import generate
 
 

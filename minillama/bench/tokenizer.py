@@ -20,6 +20,8 @@ import statistics
 import time
 
 from minillama.bench._timing import summary
+from minillama.tokenizer import LLAMA3_PATTERN, SPECIAL_TOKENS, Llama3Tokenizer, train_bpe
+from minillama.tokenizer.corpus import stdlib_text
 
 
 def _interleaved_wall_cpu(variants: dict, rounds: int, warmup: int) -> tuple[dict, dict]:
@@ -66,9 +68,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import tiktoken
     import tokenizers
-
-    from minillama.tokenizer import LLAMA3_PATTERN, SPECIAL_TOKENS, Llama3Tokenizer, train_bpe
-    from minillama.tokenizer.corpus import stdlib_text
 
     print(f"tiktoken {tiktoken.__version__}, tokenizers {tokenizers.__version__}, "
           f"HF threads: {'all' if a.hf_parallel else 1}, load average {os.getloadavg()[0]:.1f}")

@@ -9,12 +9,14 @@ them alike; we print tokens/s medians, best-of, and the ratio against transforme
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 import torch.nn.functional as F
 
-from minillama.bench._timing import interleaved, summary
 from minillama.bench._common import add_common_args, bench_models, print_rates, setup
+from minillama.bench._timing import interleaved, summary
+from minillama.train import TrainConfig, Trainer
 
 
 def make_step(forward, params, tokens, fused=False):
@@ -57,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     # The course's training loop (schedule, clipping, weight-decay groups, loader, bookkeeping) against a bare
     # step with the same fused AdamW: the trainer should cost at most a few percent more.
-    import copy
-
-    from minillama.train import TrainConfig, Trainer
 
     class FixedBatch:  # the loader protocol, always the same batch (no data-loading cost in either variant)
         def next_batch(self, rows):

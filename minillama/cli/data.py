@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from minillama.data.corpus import corpus_summary, load_corpus, save_documents, synthetic_contaminants
+from minillama.data.mix import mix_by_ratio
 from minillama.data.pipeline import default_pipeline
 from minillama.data.report import format_reports
 
@@ -69,8 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = default_pipeline(seed=args.seed, quality_threshold=None if args.no_quality else 0.25)
         kept, reports = pipeline.run(docs, progress=True)
         if mix:
-            from minillama.data.mix import mix_by_ratio
-
             total = args.total_bytes or sum(d.bytes for d in kept)
             kept, mix_report = mix_by_ratio(kept, mix, total_bytes=total, seed=args.seed)
             mix_report.name = "mix"

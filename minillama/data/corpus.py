@@ -24,6 +24,7 @@ every later step that is "deterministic for a seed" starts from the same list. A
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -33,6 +34,7 @@ import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from pydoc_data.topics import topics
 
 __all__ = [
     "Document",
@@ -126,8 +128,6 @@ def _read_stdlib_code(root: str, include_tests: bool) -> tuple[tuple[str, str], 
 @functools.lru_cache(maxsize=1)
 def _read_pydoc_topics() -> tuple[tuple[str, str], ...]:
     """(topic, text) of every `pydoc_data.topics` entry, sorted by topic."""
-    from pydoc_data.topics import topics
-
     return tuple(sorted(topics.items()))
 
 
@@ -294,8 +294,6 @@ def synthetic_contaminants(docs: Sequence[Document], seed: int = 0) -> list[Docu
     ``base64-blob``  random bytes, base64-encoded (token-distribution KL);
     ``word-salad``   a prose document with its words shuffled (the quality classifier).
     """
-    import base64
-
     rng = random.Random(seed)
     code = [d for d in docs if d.kind == "code" and d.bytes > 2000] or list(docs)
     prose = [d for d in docs if d.kind == "prose" and d.bytes > 2000] or list(docs)

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minillama.model.config import ModelArgs
+from minillama.parallel.cp import cp_positions
 from minillama.parallel.schedules import interleaved, one_f_one_b, simulate
 
 GiB = 2**30
@@ -170,8 +171,6 @@ def cost_rows(preset: str = "llama3.1-405b", virtual_stages: int = 1, sequence_p
 def cp_attention_work(seq_len: int, cp: int, balanced: bool = True) -> list[int]:
     """Causal-attention work per CP rank (query-key pairs, Σ over its tokens of position + 1). Balanced: Llama 3's
     chunks i and 2·CP−1−i (`minillama.parallel.cp.cp_positions`); else a plain split into CP contiguous pieces."""
-    from minillama.parallel.cp import cp_positions
-
     if balanced:
         return [int((cp_positions(seq_len, r, cp) + 1).sum()) for r in range(cp)]
     piece = seq_len // cp

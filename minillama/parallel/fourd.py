@@ -32,13 +32,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from minillama.model.config import ModelArgs
 from minillama.model import Transformer
+from minillama.model.config import ModelArgs
 from minillama.parallel import cp as cp_mod
 from minillama.parallel.dp import DataParallel
 from minillama.parallel.fsdp import FullyShardedDataParallel
 from minillama.parallel.launch import device, launch
 from minillama.parallel.mesh import Mesh
+from minillama.parallel.pp import build_stages, run_schedule
+from minillama.parallel.schedules import make_schedule
 from minillama.parallel.tp import apply_tp, tp_slice, vocab_parallel_cross_entropy
 
 OPTIM = dict(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)  # AdamW of the checks
@@ -99,8 +101,6 @@ def shard_model(model: Transformer, mesh: Mesh, seq_len: int) -> Transformer:
 
 def cut_pipeline(model: Transformer, mesh: Mesh, virtual_stages: int = 1) -> list:
     """Step 3: keep this rank's pipeline stages (`pp.build_stages`, which prunes the model in place)."""
-    from minillama.parallel.pp import build_stages
-
     return build_stages(model, mesh.pp_rank, mesh.pp, virtual_stages)
 
 
@@ -151,9 +151,6 @@ class Parallel4D:
 
     def run_pipeline(self, inputs: Tensor, targets: Tensor, positions: Tensor, n_tokens: int) -> Tensor:
         """Forward and backward of the local batch as micro-batches through the pipeline schedule."""
-        from minillama.parallel.pp import run_schedule
-        from minillama.parallel.schedules import make_schedule
-
         m = self.n_microbatches or inputs.shape[0]
         if inputs.shape[0] % m:
             raise ValueError(f"local batch {inputs.shape[0]} must be divisible by {m} micro-batches")

@@ -42,7 +42,6 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-
 #: Imported once in the fork server, so workers start with them loaded. torch._dynamo is pulled in by the first
 #: `torch.optim` optimizer and takes seconds to import: paying that once instead of once per rank matters.
 PRELOAD = ["torch", "torch.distributed", "torch._dynamo", "minillama.model", "minillama.parallel.launch"]

@@ -28,6 +28,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from minillama.parallel.fourd import build_model, optim_for, reference_step, small_args
+from minillama.parallel.launch import launch
 from minillama.parallel.pp import PipelineStage, build_stages, sum_cross_entropy
 
 __all__ = ["tp_plan", "native_tp", "native_fsdp", "native_pipeline", "run_native_pipeline",
@@ -87,8 +89,7 @@ def native_fsdp(model: nn.Module, dp_mesh, reshard_after_forward: bool = False) 
 
 
 def _schedule_classes():
-    from torch.distributed.pipelining import (Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B,
-                                              ScheduleLoopedBFS)
+    from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B, ScheduleLoopedBFS
 
     return {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B, "interleaved": ScheduleInterleaved1F1B,
             "looped_bfs": ScheduleLoopedBFS}
@@ -190,8 +191,6 @@ def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedu
     import torch.nn.functional as F
     from torch.distributed.device_mesh import init_device_mesh
 
-    from minillama.parallel.fourd import build_model, optim_for
-
     rank, world = dist.get_rank(), dist.get_world_size()
     model = build_model(args, 0, dtype)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
@@ -230,9 +229,6 @@ def check_native(kind: str, world_size: int = 2, schedule: str = "1f1b", virtual
                  args=None, timeout: float = 120) -> dict[str, float]:
     """One training step with a native API ('tp', 'fsdp' or 'pipeline' with a torch `schedule`) on
     `world_size` CPU processes against one device (`fourd.reference_step`): the largest |differences|."""
-    from minillama.parallel.fourd import reference_step, small_args
-    from minillama.parallel.launch import launch
-
     args = args or small_args()
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)

@@ -47,7 +47,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minillama.parallel.schedules import Schedule, Step, validate
+from minillama.model import Transformer
+from minillama.model.config import ModelArgs
+from minillama.parallel.launch import launch
+from minillama.parallel.schedules import Schedule, Step, make_schedule, timeline_from_trace, validate
 
 __all__ = ["stage_layers", "PipelineStage", "build_stages", "run_schedule", "sum_cross_entropy", "measure_schedule"]
 
@@ -270,9 +273,6 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
 def _traced_step(schedule_name: str, virtual_stages: int, n_microbatches: int, args, batch: int, seq_len: int,
                  repeats: int) -> list:
     """Inside a launched rank: run the schedule `repeats` times on a fresh model, return the last run's trace."""
-    from minillama.model import Transformer
-    from minillama.parallel.schedules import make_schedule
-
     rank, pp = dist.get_rank(), dist.get_world_size()
     model = Transformer(args).init_weights(seed=0)
     stages = build_stages(model, rank, pp, virtual_stages)
@@ -292,10 +292,6 @@ def measure_schedule(schedule_name: str, pp: int, n_microbatches: int, virtual_s
                      batch: int = 2, seq_len: int = 64, repeats: int = 2):
     """Run a schedule for real on `pp` CPU processes and return its measured `schedules.Timeline` (wall-clock
     seconds of each step on each rank), to draw with `plot_schedule` next to the simulated one."""
-    from minillama.model.config import ModelArgs
-    from minillama.parallel.launch import launch
-    from minillama.parallel.schedules import make_schedule, timeline_from_trace
-
     args = args or ModelArgs.from_preset("tiny", tie_word_embeddings=False)
     traces = launch(_traced_step, pp, schedule_name, virtual_stages, n_microbatches, args, batch, seq_len, repeats)
     return timeline_from_trace(make_schedule(schedule_name, pp, n_microbatches, virtual_stages), traces)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load, save
 from torch import Tensor, nn
 
 from minillama.checkpoint import load_checkpoint, save_checkpoint
@@ -186,15 +187,12 @@ HEAD_FILE = "value_head.st"
 def save_reward_model(rm: RewardModel, folder: str | Path) -> None:
     """Body as a minillama checkpoint plus `value_head.st` (safetensors bytes; not `*.safetensors`, which
     `load_checkpoint` would read as part of the body)."""
-    from safetensors.torch import save
 
     head = {k: v.detach().contiguous() for k, v in rm.value_head.state_dict().items()}
     save_checkpoint(rm.body, folder, extra_files={HEAD_FILE: save(head)})
 
 
 def load_reward_model(folder: str | Path) -> RewardModel:
-    from safetensors.torch import load
-
     folder = Path(folder)
     if not (folder / HEAD_FILE).is_file() and (folder / "reward_model" / HEAD_FILE).is_file():
         folder = folder / "reward_model"  # the run folder `minillama reward --out DIR` writes

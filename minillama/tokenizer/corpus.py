@@ -4,9 +4,12 @@ comments), its `pydoc_data` documentation, and the system's translated messages,
 
 from __future__ import annotations
 
+import gettext
+import glob
 import os
 import sysconfig
 from pathlib import Path
+from pydoc_data.topics import topics
 
 _SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
@@ -42,8 +45,6 @@ def stdlib_text(max_bytes: int | None = None) -> str:
 
 def pydoc_text() -> str:
     """The Python documentation topics shipped with the interpreter (`pydoc_data.topics`): English prose."""
-    from pydoc_data.topics import topics
-
     return "\n\n".join(topics[k] for k in sorted(topics))
 
 
@@ -78,9 +79,6 @@ def translation_texts(language: str, max_bytes: int | None = None) -> tuple[str,
     Parallel text makes bytes-per-token comparable across languages. Falls back to `SAMPLE_TEXTS` where the
     system has no catalogs. Each side is cut to at most `max_bytes` UTF-8 bytes.
     """
-    import gettext
-    import glob
-
     english, other = [], []
     for code in _LOCALE_DIRS[language]:
         for path in sorted(glob.glob(f"/usr/share/locale/{code}/LC_MESSAGES/*.mo")):

@@ -40,6 +40,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from minillama.chat_format import parse_assistant_text
 from minillama.model import Transformer
 from minillama.model.config import ModelArgs
@@ -235,7 +237,6 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
 
     `model`: our `Transformer` (run greedily through `agent.TransformerModel`) or any callable `messages -> text`.
     """
-    import torch
 
     if isinstance(model, torch.nn.Module):
         lm = TransformerModel(model, chat_format, max_new_tokens=max_new_tokens)

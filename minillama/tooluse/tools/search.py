@@ -21,6 +21,7 @@ import math
 import re
 from collections import Counter
 from functools import lru_cache
+from pydoc_data.topics import topics
 
 __all__ = ["LocalSearch", "default_documents", "search", "brave_search", "tokenize"]
 
@@ -40,8 +41,6 @@ def default_documents() -> list[tuple[str, str]]:
     """(title, text) pairs from the documentation installed with this Python."""
     docs: list[tuple[str, str]] = []
     try:
-        from pydoc_data.topics import topics
-
         docs += [(f"Python language reference: {name}", text) for name, text in sorted(topics.items())]
     except ImportError:  # some distributions strip pydoc_data
         pass
