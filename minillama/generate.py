@@ -45,12 +45,16 @@ def next_token(logits: Tensor, temperature: float, top_p: float, generator: torc
 @torch.inference_mode()
 def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new_tokens: int,
              temperature: float = 0.0, top_p: float = 1.0, stop_tokens: Iterable[int] = (),
-             seed: int | None = None, use_cache: bool = True) -> list[list[int]]:
+             seed: int | None = None, use_cache: bool = True,
+             return_stop: bool = False) -> list[list[int]] | tuple[list[list[int]], list[int | None]]:
     """Continue each prompt by up to `max_new_tokens` tokens; returns the new tokens of each row.
 
-    A row ends at its first stop token (not included in the output). `seed` makes sampling reproducible.
-    `use_cache=False` recomputes the whole sequence at every step (slow; for checking the cache).
+    A row ends at its first stop token (not included in the output); `stop_tokens` may be any iterable, read once.
+    With `return_stop=True`, also returns per row the stop token that ended it, or None when it ran out of tokens
+    (for a chat model: `<|eom_id|>`, waiting for a tool, or `<|eot_id|>`, done). `seed` makes sampling
+    reproducible. `use_cache=False` recomputes the whole sequence at every step (slow; for checking the cache).
     """
+    stop_ids = sorted(set(stop_tokens))
     if isinstance(prompt_tokens, Tensor):
         prompt_tokens = prompt_tokens.tolist()
     if not prompt_tokens or any(len(p) == 0 for p in prompt_tokens):
@@ -70,7 +74,7 @@ def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new
         raise ValueError(f"prompt token ids must be in [0, {vocab})")
 
     device = model.tok_embeddings.weight.device
-    stop = torch.tensor(sorted(set(stop_tokens)), dtype=torch.long, device=device)
+    stop = torch.tensor(stop_ids, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     tokens = torch.zeros((bsz, total_len), dtype=torch.long, device=device)
     is_prompt = torch.zeros((bsz, total_len), dtype=torch.bool, device=device)
@@ -101,11 +105,12 @@ def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new
         model.reset_cache()
         model.train(was_training)
 
-    out = []
+    out, ended_by = [], []
     for i, n in enumerate(lengths):
         row = tokens[i, n:n + max_new_tokens].tolist()
-        cut = next((j for j, t in enumerate(row) if t in set(stop_tokens)), len(row))
+        cut = next((j for j, t in enumerate(row) if t in stop_ids), len(row))
         out.append(row[:cut])
-    return out
+        ended_by.append(row[cut] if cut < len(row) else None)
+    return (out, ended_by) if return_stop else out
 
 

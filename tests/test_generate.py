@@ -46,6 +46,27 @@ def test_stop_tokens_end_rows_independently(model):
     assert out == free[:free.index(stop)]
 
 
+def test_stop_tokens_may_be_any_iterable(model):
+    """A generator of stop tokens is read once: the row still ends at the stop token, which is not in the output
+    (reading it twice found the generator empty the second time, kept the stop token and padded with zeros)."""
+    free = generate(model, [[1, 5, 9, 2]], 12)[0]
+    stop = free[3]
+    cut = free[:free.index(stop)]
+    assert generate(model, [[1, 5, 9, 2]], 12, stop_tokens=iter([stop]))[0] == cut
+    assert generate(model, [[1, 5, 9, 2]], 12, stop_tokens=(t for t in [stop, 60]))[0] == cut
+
+
+def test_generate_says_which_stop_token_ended_each_row(model):
+    """`return_stop=True` also returns, per row, the stop token that ended it (None: it ran out of tokens)."""
+    prompts = [[1, 5, 9, 2], [7, 3]]
+    free = generate(model, prompts, 12)
+    stop = free[0][3]
+    rows, stops = generate(model, prompts, 12, stop_tokens=[stop, 60], return_stop=True)
+    assert rows == generate(model, prompts, 12, stop_tokens=[stop, 60])
+    assert stops[0] == stop
+    assert stops[1] == (stop if stop in free[1] else None)
+
+
 def test_sampling_is_seeded(model):
     a = generate(model, [[1, 2], [3]], 15, temperature=1.0, top_p=0.9, seed=123)
     b = generate(model, [[1, 2], [3]], 15, temperature=1.0, top_p=0.9, seed=123)

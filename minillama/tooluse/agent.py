@@ -66,7 +66,8 @@ class ScriptedModel:
 
 class TransformerModel:
     """Our `Transformer` as an agent model: encode the dialog, generate until `<|eot_id|>`/`<|eom_id|>`, and
-    return the text with the stop token written out (so the parser sees the same string Meta's would)."""
+    return the text with the stop token that ended it written out (so the parser sees the same string Meta's would:
+    eom means the model waits for a tool, eot that it is done)."""
 
     def __init__(self, model, chat_format: ChatFormat, max_new_tokens: int = 128, temperature: float = 0.0,
                  tool_prompt_format: str = "json", seed: int | None = None):
@@ -83,24 +84,10 @@ class TransformerModel:
             return ""  # no room left: parsed as out_of_tokens with empty content
         was_training = self.model.training
         self.model.eval()
-        stops = (cf.eot_id, cf.eom_id)
-        new = generate(self.model, [prompt], budget, temperature=self.temperature, stop_tokens=stops,
-                       seed=self.seed)[0]
-        full = new + (self._stop_after(prompt, new, stops) if len(new) < budget else [])
+        new, ended_by = generate(self.model, [prompt], budget, temperature=self.temperature,
+                                 stop_tokens=(cf.eot_id, cf.eom_id), seed=self.seed, return_stop=True)
         self.model.train(was_training)
-        return cf.tokenizer.decode(full)
-
-    def _stop_after(self, prompt: list[int], new: list[int], stops: tuple[int, int]) -> list[int]:
-        """Which stop token ended generation (generate() drops it): the likelier of eot/eom after `new`.
-
-        With greedy decoding this is exactly the token generate() picked; with sampling it is the more probable
-        of the two, which is what decides eom (wait for a tool) vs eot (done) in practice.
-        """
-        import torch
-
-        with torch.no_grad():
-            logits = self.model(torch.tensor([prompt + new]))[0, -1]
-        return [max(stops, key=lambda s: float(logits[s]))]
+        return cf.tokenizer.decode(new[0] + ([ended_by[0]] if ended_by[0] is not None else []))
 
 
 # ----------------------------------------------------------------------------------------------------------------
