@@ -46,6 +46,7 @@ def test_core_dependencies_declared():
     assert {"torch", "numpy", "einops", "matplotlib", "jupyter", "tqdm", "safetensors", "tiktoken"} <= names
     dev = {Requirement(r).name for r in pyproject()["project"]["optional-dependencies"]["dev"]}
     assert {"pytest", "nbmake", "pytest-xdist", "pytest-timeout", "transformers", "llama-models", "trl"} <= dev
+    assert {"ruff", "import-linter"} <= dev  # CI's lint, format and layering stages
 
 
 def readme_commands():
@@ -63,3 +64,10 @@ def test_readme_has_exactly_two_commands_and_ci_runs_them_verbatim():
     assert "python -m pip install -q torch==2.13.0" in ci  # the CPU wheel first
     for cmd in commands:
         assert cmd in ci, f"CI does not run the README command {cmd!r} verbatim"
+
+
+def test_ci_lints_and_checks_the_layering_before_the_tests():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    tests = ci.index("python -m pytest -n auto")
+    for command in ("ruff check .", "ruff format --check .", "lint-imports"):
+        assert command in ci[:tests], f"CI does not run {command!r} before the tests"

@@ -118,18 +118,26 @@ class Transformer(nn.Module):
         # (2·max_seq_len, e/2, 2) table of (cos, sin); not a checkpoint tensor.
         self.register_buffer("freqs_cis", precompute_freqs_cis(args), persistent=False)
 
-    def hidden_states(self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None) -> Tensor:
-        """tokens (b, s) at positions start_pos.. -> final-normed hidden states (b, s, d).
+    def rotations(self, seq_len: int, start_pos: int = 0, positions: Tensor | None = None) -> Tensor:
+        """RoPE's (cos, sin) for `seq_len` tokens at positions start_pos.., or at explicit `positions` (s,):
+        (s, e/2, 2). Context parallelism holds two non-contiguous chunks of a sequence and passes their positions."""
+        if positions is not None:
+            return self.freqs_cis[positions.to(self.freqs_cis.device)]
+        if start_pos + seq_len > self.freqs_cis.shape[0]:
+            raise ValueError(f"positions up to {start_pos + seq_len} exceed the RoPE table "
+                             f"({self.freqs_cis.shape[0]}); raise ModelArgs.max_seq_len")
+        return self.freqs_cis[start_pos:start_pos + seq_len]
+
+    def hidden_states(self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None,
+                      positions: Tensor | None = None) -> Tensor:
+        """tokens (b, s) at positions start_pos.. (or at `positions` (s,)) -> final-normed hidden states (b, s, d).
 
         `mask` (bool, broadcastable to (b, h, s, t), True = may attend) replaces the causal default, e.g. a
         block-diagonal causal mask that keeps packed documents from seeing each other.
         """
         seq_len = tokens.shape[1]
-        if start_pos + seq_len > self.freqs_cis.shape[0]:
-            raise ValueError(f"positions up to {start_pos + seq_len} exceed the RoPE table "
-                             f"({self.freqs_cis.shape[0]}); raise ModelArgs.max_seq_len")
+        freqs_cis = self.rotations(seq_len, start_pos, positions)
         h = self.tok_embeddings(tokens)
-        freqs_cis = self.freqs_cis[start_pos:start_pos + seq_len]
         # With a cache and several new tokens, query i may see all cached keys plus new keys up to itself.
         if mask is None and start_pos > 0 and seq_len > 1:
             mask = causal_mask(seq_len, start_pos, tokens.device)

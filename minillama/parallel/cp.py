@@ -119,10 +119,4 @@ def forward(model: nn.Module, tokens: Tensor, positions: Tensor | None = None) -
     With positions 0..s−1 on one device this is exactly `model(tokens)`; under CP pass
     `cp_positions(S, cp_rank, cp)` so that RoPE rotates each token by its true position.
     """
-    positions = torch.arange(tokens.shape[1]) if positions is None else positions
-    h = model.tok_embeddings(tokens)
-    freqs_cis = model.freqs_cis[positions.to(model.freqs_cis.device)]
-    layers = model.layers.values() if isinstance(model.layers, nn.ModuleDict) else model.layers
-    for layer in layers:
-        h = layer(h, freqs_cis)
-    return model.output(model.norm(h))
+    return model.output(model.hidden_states(tokens, positions=positions))  # no float32 cast: float64 stays exact

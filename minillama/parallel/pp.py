@@ -98,12 +98,11 @@ class PipelineStage(nn.Module):
         self.norm = model.norm if self.is_last else None
         self.output = model.output if self.is_last else None
         self.dim = model.args.dim
-        self.freqs_cis = model.freqs_cis  # (2·max_seq_len, e/2, 2); shared, not copied
+        self.rotations = model.rotations  # RoPE for the stage's tokens; the table is shared, not copied
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         h = self.tok_embeddings(x) if self.is_first else x
-        seq = x.shape[1]
-        freqs_cis = self.freqs_cis[:seq] if positions is None else self.freqs_cis[positions.to(self.freqs_cis.device)]
+        freqs_cis = self.rotations(x.shape[1], positions=positions)
         for layer in self.layers:
             h = layer(h, freqs_cis)
         return self.output(self.norm(h)) if self.is_last else h
