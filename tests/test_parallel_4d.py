@@ -3,7 +3,7 @@ up to [TP=2, CP=2, PP=2, DP=2] (16 processes), against the same step on one devi
 
 import torch
 
-from minillama.parallel import check
+from minillama.cli import parallel_check as check
 from tests.parallel_utils import assert_detected, assert_exact, run_mesh
 
 
