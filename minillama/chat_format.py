@@ -1,6 +1,6 @@
 """The Llama 3.1 chat and tool-call format: dialogs to token ids, generated text back to tool calls.
 
-Paper: *The Llama 3 Herd of Models*, §4.1.1 (chat dialog format) and §4.3.5 (tool use: the `ipython` role,
+Paper: §4.1.1 (chat dialog format) and §4.3.5 (tool use: the `ipython` role,
 `<|python_tag|>`, `<|eom_id|>`). The rules follow Meta's `llama_models.llama3.chat_format.ChatFormat` (llama-models
 0.3.0) token for token; `tests/test_chat_parity.py` checks that on many dialogs.
 

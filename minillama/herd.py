@@ -3,7 +3,7 @@
 Chapter 00's tables. Every model is built on PyTorch's `meta` device, which records shapes and allocates nothing,
 so counting the 405B model's parameters costs no memory. Weight memory is parameters times bytes per parameter
 (bf16: 2, fp8: 1); the KV cache holds K and V for every layer and key/value head: 2 · layers · kv_heads · head_dim
-· bytes per token (FACTS.md §1 and §11).
+· bytes per token (paper Table 3).
 
 Paper: §1 and Table 3 (the models), §6 (inference: the 405B model in BF16 needs more than one 8-GPU machine,
 which is why the paper serves it with pipeline parallelism or FP8).

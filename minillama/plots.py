@@ -24,7 +24,7 @@ def _axes(ax, figsize=(7, 4)):
 
 
 def plot_rope_bands(head_dim: int = 128, theta: float = 500000.0, scaling: RopeScaling | None = None, ax=None):
-    """Wavelength of each RoPE frequency before and after Llama 3.1 scaling (§3.4.2, FACTS.md §2), log scale,
+    """Wavelength of each RoPE frequency before and after Llama 3.1 scaling (paper §3.4.2), log scale,
     with the three bands shaded: kept (wavelength < L/high_freq_factor), smoothed, divided by `factor`."""
     scaling = scaling or RopeScaling()
     ax = _axes(ax)
@@ -96,7 +96,7 @@ def plot_attention(weights, labels: Sequence[str] | None = None, title: str = "a
 
 def plot_kv_speedup(lengths: Sequence[int], seconds_cached: Sequence[float], seconds_uncached: Sequence[float],
                     ax=None):
-    """Generation time against the number of new tokens, with and without the KV cache (§6)."""
+    """Generation time against the number of new tokens, with and without the KV cache (paper §6)."""
     ax = _axes(ax)
     ax.plot(lengths, seconds_uncached, "o-", label="no cache: recompute the prefix every step", color="tab:red")
     ax.plot(lengths, seconds_cached, "o-", label="KV cache: one new position per step", color="tab:blue")

@@ -66,7 +66,7 @@ def normalize_for_hash(text: str) -> str:
 
 
 def exact_dedup(docs: Sequence[Document]) -> tuple[list[Document], StepReport]:
-    """Pipeline step (§3.1.1): keep the first document of each group whose normalized text hashes the same.
+    """Pipeline step (paper §3.1.1): keep the first document of each group whose normalized text hashes the same.
 
     Report details: ``clusters`` maps each kept id with duplicates to the ids removed as its copies.
     """
@@ -273,7 +273,7 @@ def near_duplicate_clusters(texts: Sequence[str], threshold: float = 0.8, num_pe
 
 def near_dedup(docs: Sequence[Document], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
                seed: int = 1) -> tuple[list[Document], StepReport]:
-    """Pipeline step (§3.1.1 "global MinHash"): in each cluster of near-duplicates keep the first document.
+    """Pipeline step (paper §3.1.1 "global MinHash"): in each cluster of near-duplicates keep the first document.
 
     Report details: LSH parameters, candidate and confirmed pair counts, and ``clusters`` as lists of ids (kept
     first).
@@ -312,7 +312,7 @@ def normalize_line(line: str) -> str:
 
 def line_dedup(docs: Sequence[Document], max_repeats: int = 6, bucket_size: int = 1000, seed: int = 0,
                kinds: Sequence[str] | None = ("prose",)) -> tuple[list[Document], StepReport]:
-    """Pipeline step (§3.1.1 line-level dedup): remove lines that occur more than `max_repeats` times within their
+    """Pipeline step (paper §3.1.1 line-level dedup): remove lines that occur more than `max_repeats` times within their
     bucket of documents. The paper: more than 6 times per bucket of 30M documents.
 
     Documents of the given `kinds` are shuffled with `seed` into buckets of `bucket_size` documents; occurrences of

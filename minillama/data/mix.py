@@ -25,7 +25,7 @@ from minillama.data.report import StepReport
 
 __all__ = ["LLAMA3_MIX", "group_documents", "mix_by_ratio"]
 
-#: The paper's final mix (§3.1.2), as shares of tokens.
+#: The paper's final mix (paper §3.1.2), as shares of tokens.
 LLAMA3_MIX = {"general": 0.50, "math_reasoning": 0.25, "code": 0.17, "multilingual": 0.08}
 
 

@@ -3,7 +3,7 @@
 The field names follow Meta's reference (`llama_models/llama3/args.py`) so that a config read from a real
 `params.json` maps on one to one. The Hugging Face names are given in comments, for readers coming from there.
 
-Paper: The Llama 3 Herd of Models, Table 3 (arXiv 2407.21783). Exact numbers: FACTS.md §1–§2.
+Paper: Table 3. Parameter counts are checked against llama-models in tests/test_config.py.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _small(dim, n_layers, n_heads, n_kv_heads, vocab_size=8192, max_seq_len=512)
                      use_scaled_rope=False, max_seq_len=max_seq_len, max_batch_size=16, tie_word_embeddings=True)
 
 
-#: The herd (FACTS.md §1) and models small enough for a laptop CPU.
+#: The herd (paper Table 3) and models small enough for a laptop CPU.
 PRESETS: dict[str, ModelArgs] = {
     "llama3.1-8b": _llama(4096, 32, 32, 1.3, 1024),
     "llama3.1-70b": _llama(8192, 80, 64, 1.3, 4096),

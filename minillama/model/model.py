@@ -7,7 +7,7 @@ state dict loads as is: `tok_embeddings`, `layers.{i}.attention.{wq,wk,wv,wo}`, 
 Shapes: b batch, s sequence (this call), t positions attended (cache + this call), d dim, h heads,
 k key/value heads, r = h/k query heads per key/value head, e head_dim, v vocab.
 
-Paper: The Llama 3 Herd of Models §3.2 (arXiv 2407.21783).
+Paper: §3.2.
 """
 
 from __future__ import annotations

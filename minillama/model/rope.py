@@ -8,7 +8,7 @@ two *halves* (x[i], x[i + d/2]) and permutes the rows of `wq`/`wk` in its checkp
     Meta (interleaved):  (x0 x1) (x2 x3) (x4 x5) (x6 x7)
     HF   (halves):       (x0 x4) (x1 x5) (x2 x6) (x3 x7)
 
-Llama 3.1 scaling (FACTS.md §2) keeps short wavelengths, stretches long ones by `factor`, and blends between.
+Llama 3.1 scaling (paper §3.4.2; Meta's `apply_scaling`) keeps short wavelengths, stretches long ones by `factor`, and blends between.
 """
 
 from __future__ import annotations

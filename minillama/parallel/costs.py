@@ -1,5 +1,5 @@
 """Back-of-the-envelope costs of 4D parallelism: memory and communication per GPU for the Llama 3.1 models on the
-paper's Table 4 layouts (Llama 3 §3.3.2, FACTS.md §9). Pure arithmetic on `ModelArgs`; nothing is allocated.
+paper's Table 4 layouts (paper §3.3.2). Pure arithmetic on `ModelArgs`; nothing is allocated.
 
 Conventions (each a plain formula below, one place to change an assumption):
 - A micro-batch is one sequence; a DP rank runs M = batch/DP micro-batches per step; under CP a GPU holds
@@ -53,7 +53,7 @@ class Layout:
 
 
 #: Table 4 of the paper. The third row prints DP=4 in both copies of the paper; only DP=8 satisfies
-#: GPUs = TP·CP·PP·DP (16,384 = 8·16·16·8) and tokens = DP · batch · seq (8 · 16 · 131,072 ≈ 16M): FACTS.md §9.
+#: GPUs = TP·CP·PP·DP (16,384 = 8·16·16·8) and tokens = DP · batch · seq (8 · 16 · 131,072 ≈ 16M) (paper Table 4).
 TABLE4 = (
     Layout(8192, 8, 1, 16, 64, 8192, 32, 16e6, 430, 0.43),
     Layout(16384, 8, 1, 16, 128, 8192, 16, 16e6, 400, 0.41),

@@ -1,4 +1,4 @@
-"""Context parallelism (CP) as in Llama 3: 2×CP chunks per sequence, K/V all-gathered (paper §3.3.2, FACTS.md §9).
+"""Context parallelism (CP) as in Llama 3: 2×CP chunks per sequence, K/V all-gathered (paper §3.3.2).
 
 Long sequences (128K tokens) are split along the sequence over the CP group. Causal attention makes later tokens
 more expensive (token i attends to i+1 keys), so a plain split into CP pieces would give the last rank ~2× the

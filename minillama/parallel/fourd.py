@@ -1,4 +1,4 @@
-"""Llama 3's 4D parallelism composed: one training step of a small Llama on a [TP, CP, PP, DP] mesh (§3.3.2).
+"""Llama 3's 4D parallelism composed: one training step of a small Llama on a [TP, CP, PP, DP] mesh (paper §3.3.2).
 
 Every rank builds the same single-device `Transformer` (same seed), then cuts out its share:
 

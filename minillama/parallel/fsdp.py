@@ -1,6 +1,6 @@
 """FSDP / ZeRO-3: shard parameters, gradients and optimizer state over the data-parallel group (paper §3.3.2).
 
-Llama 3's DP dimension is FSDP (FACTS.md §9). Each *unit* (a transformer block, and the rest of the model: the
+Llama 3's DP dimension is FSDP (paper §3.3.2). Each *unit* (a transformer block, and the rest of the model: the
 embedding, the final norm and the output) keeps its parameters as one flat vector cut into N equal shards; rank r
 stores only shard r, its gradient and its AdamW moments: 1/N of the memory of plain DP.
 

@@ -23,7 +23,7 @@ on a cluster: `torchrun --nproc-per-node 8 my_script.py`.
 defined in a notebook cell lives in `__main__`, which the workers cannot import; for those the launcher falls
 back to the `fork` start method). Return values travel back pickled; return small CPU tensors or numbers.
 
-Paper: The Llama 3 Herd of Models §3.3.2 (4D parallelism on 16K GPUs); here the "GPUs" are processes.
+Paper: §3.3.2 (4D parallelism on 16K GPUs); here the "GPUs" are processes.
 """
 
 from __future__ import annotations

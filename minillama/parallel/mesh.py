@@ -1,4 +1,4 @@
-"""The 4D device mesh in Llama 3's order [TP, CP, PP, DP], TP innermost (paper §3.3.2, FACTS.md §9).
+"""The 4D device mesh in Llama 3's order [TP, CP, PP, DP], TP innermost (paper §3.3.2).
 
 The paper orders the groups from the most bandwidth-hungry (tensor parallel, inside one 8-GPU server on NVLink)
 to the least (data parallel, across the data centre). TP innermost means consecutive ranks form a TP group:

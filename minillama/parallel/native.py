@@ -2,7 +2,7 @@
 
 Each hand-written module of this package has a native counterpart; all but context parallelism run on a CPU
 with gloo (PARALLEL_NOTES.md), and the tests check that they give the same numbers as one device and as the
-hand-written code (Llama 3 §3.3.2 for the layouts).
+hand-written code (paper §3.3.2 for the layouts).
 
 | hand-written (minillama.parallel) | native (torch.distributed)                                             |
 |-----------------------------------|------------------------------------------------------------------------|

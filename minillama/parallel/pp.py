@@ -1,4 +1,4 @@
-"""Pipeline parallelism with plain point-to-point messages (Llama 3 §3.3.2), running any schedule of `schedules`.
+"""Pipeline parallelism with plain point-to-point messages (paper §3.3.2), running any schedule of `schedules`.
 
 The model's layers are cut into `pp · V` stages; rank p holds stages p, p + pp, … (V chunks). A micro-batch's
 activations travel forward stage by stage (`isend`/`irecv` of a (b, s, d) tensor), its gradients travel back the

@@ -1,6 +1,6 @@
 """Pipeline schedules as plain data: generate them, simulate them, print them and draw them.
 
-Paper: The Llama 3 Herd of Models §3.3.2 ("Pipeline parallelism", Figure 6). A pipeline of `pp` ranks holds
+Paper: §3.3.2 ("Pipeline parallelism", Figure 6). A pipeline of `pp` ranks holds
 `pp · V` *stages* (V "virtual stages" per rank, also called chunks): stage `s` lives on rank `s % pp` as its
 chunk `s // pp`, so a micro-batch visits rank 0, 1, …, pp−1, then rank 0 again with its next chunk, and so on.
 
@@ -122,7 +122,7 @@ def _one_f_one_b_merge(fwd: list[Step], bwd: list[Step], warmup: int) -> list[St
 
 def interleaved(pp: int, n_microbatches: int, virtual_stages: int, n_contiguous: int | None = None,
                 strict: bool = True) -> Schedule:
-    """Interleaved 1F1B with V chunks per rank and groups of N contiguous micro-batches (Llama 3 §3.3.2).
+    """Interleaved 1F1B with V chunks per rank and groups of N contiguous micro-batches (paper §3.3.2).
 
     Forward order on a rank: for each group of N micro-batches, chunk 0 on the group, chunk 1 on the group, ….
     Backward order: the same groups, chunks in reverse. Rank p first runs (V−1)·N + 2·(pp−1−p) forwards
@@ -168,7 +168,7 @@ def make_schedule(name: str, pp: int, n_microbatches: int, virtual_stages: int =
 
 
 def bubble_formula(pp: int, n_microbatches: int, virtual_stages: int = 1) -> float:
-    """The pipeline bubble, idle over busy time: (pp − 1) / (V · M) (Llama 3 §3.3.2; Narayanan et al. 2021)."""
+    """The pipeline bubble, idle over busy time: (pp − 1) / (V · M) (paper §3.3.2; Narayanan et al. 2021)."""
     return (pp - 1) / (virtual_stages * n_microbatches)
 
 

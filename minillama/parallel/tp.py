@@ -1,4 +1,4 @@
-"""Megatron tensor parallelism (TP) for the Llama 3 decoder, with plain all-reduces (paper §3.3.2, FACTS.md §9).
+"""Megatron tensor parallelism (TP) for the Llama 3 decoder, with plain all-reduces (paper §3.3.2).
 
 TP splits every weight matrix of a layer across the TP group (the innermost mesh dimension: 8 GPUs on NVLink in
 the paper). Two kinds of linear layer do it with one all-reduce each way per pair:

@@ -1,4 +1,4 @@
-"""Post-training on a CPU [P §4]: SFT, a reward model, rejection sampling, DPO and model averaging.
+"""Post-training on a CPU (paper §4): SFT, a reward model, rejection sampling, DPO and model averaging.
 
 Modules: `tasks` (a checkable task family), `data` (chat rows, loss masks, packing), `losses` (Bradley–Terry and
 DPO), `sft`, `reward`, `rejection`, `dpo`, `averaging`, and `pipeline` (every stage end to end, measured).

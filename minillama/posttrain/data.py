@@ -1,4 +1,4 @@
-"""Chat dialogs as training rows: the assistant-only loss mask, sequence log-probabilities, and packing [P §4.1.3].
+"""Chat dialogs as training rows: the assistant-only loss mask, sequence log-probabilities, and packing (paper §4.1.3).
 
 SFT in Llama 3 is "cross-entropy on the target tokens, with prompt tokens masked". Here a dialog is rendered by
 `minillama.chat_format.ChatFormat.encode_dialog_with_roles`, which labels every token with the role that *produced* it
@@ -50,7 +50,7 @@ def sft_labels(tokens: Tensor, target_mask: Tensor) -> Tensor:
 
 
 def formatting_mask(tokens: Tensor, formatting_ids: list[int] | Tensor) -> Tensor:
-    """True where a token is a formatting token (headers, eot/eom...) [P §4.1.4: masked out of DPO]. (..., s) bool."""
+    """True where a token is a formatting token (headers, eot/eom...) (paper §4.1.4: masked out of DPO). (..., s) bool."""
     ids = torch.as_tensor(list(formatting_ids) if not isinstance(formatting_ids, Tensor) else formatting_ids,
                           dtype=tokens.dtype, device=tokens.device)
     return torch.isin(tokens, ids)

@@ -1,4 +1,4 @@
-"""Direct preference optimisation with Llama 3's changes [P §4.1.4].
+"""Direct preference optimisation with Llama 3's changes (paper §4.1.4).
 
 For a prompt x with a chosen response y_c and a rejected one y_r, DPO raises log π(y_c) − log π(y_r) relative to a
 frozen reference model π_ref (the policy at the start of the stage):

@@ -1,4 +1,4 @@
-"""The preference losses of Llama 3's post-training, on plain tensors [P §4.1.2, §4.1.4].
+"""The preference losses of Llama 3's post-training, on plain tensors (paper §4.1.2, §4.1.4).
 
 * Reward model (Bradley–Terry, Llama 2's objective **without the margin term**):
   `L = −log σ(r(x, y_c) − r(x, y_r))`.
@@ -8,7 +8,7 @@
 * Plus an NLL term with coefficient 0.2 on the chosen responses (Pang et al. 2024), here the token-mean negative
   log-likelihood over all chosen response tokens of the batch, as TRL computes its "sft" loss term.
 
-Worked example (FACTS.md §5): π_c = −10, π_r = −12, both references −11, β = 0.1 → h = 2, L = −log σ(0.2) =
+Worked example (checked in tests/exercises/test_ch11_dpo.py): π_c = −10, π_r = −12, both references −11, β = 0.1 → h = 2, L = −log σ(0.2) =
 0.5981388694; with an NLL of 1.5 the total is L + 0.2·1.5 = 0.8981388694.
 """
 
@@ -17,12 +17,12 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-DPO_BETA = 0.1  # [P §4.1.4]
-NLL_COEF = 0.2  # [P §4.1.4], following Pang et al. (2024)
+DPO_BETA = 0.1  # (paper §4.1.4)
+NLL_COEF = 0.2  # (paper §4.1.4), following Pang et al. (2024)
 
 
 def bradley_terry_loss(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tensor:
-    """Per-pair reward-model loss −log σ(r_c − r_r), no margin [P §4.1.2]. (n,), (n,) -> (n,)."""
+    """Per-pair reward-model loss −log σ(r_c − r_r), no margin (paper §4.1.2). (n,), (n,) -> (n,)."""
     return -F.logsigmoid(chosen_rewards - rejected_rewards)
 
 

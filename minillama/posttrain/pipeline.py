@@ -1,4 +1,4 @@
-"""Every post-training stage end to end, each one measured on held-out prompts [P §4.1–4.2].
+"""Every post-training stage end to end, each one measured on held-out prompts (paper §4.1–4.2).
 
     pre-trained ─SFT─> sft ─reward model─> rm ─rejection sampling + SFT─> rs ─DPO ×3 (own data each)─> average
 
@@ -161,7 +161,7 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
         save_figure(plot_best_of_k(curve), out / "best_of_k.png")
 
     # ---- 4. DPO from the rejection-sampling model: on-policy pairs, one run per seed, each on its own prompts
-    #         ("runs with different versions of data", which model averaging then combines [P §4.1.5])
+    #         ("runs with different versions of data", which model averaging then combines (paper §4.1.5))
     dpo_runs, dpo_hist, walls, n_pairs = [], {}, [], []
     ref = copy.deepcopy(rs_model)
     for s in cfg.dpo_seeds:

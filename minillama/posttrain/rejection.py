@@ -1,4 +1,4 @@
-"""Rejection sampling: K samples per prompt, the reward model keeps the best as new SFT data [P §4.2.2].
+"""Rejection sampling: K samples per prompt, the reward model keeps the best as new SFT data (paper §4.2.2).
 
 Llama 3 samples K (typically 10–30) outputs per prompt from its latest policy, lets the reward model pick the best,
 and fine-tunes on those picks in the next round. Here every prompt is repeated K times in one batch of the KV-cache

@@ -1,4 +1,4 @@
-"""The reward model: the policy's body with a scalar head, trained on ranked responses [P §4.1.2].
+"""The reward model: the policy's body with a scalar head, trained on ranked responses (paper §4.1.2).
 
 Llama 3 trains its reward model on the pre-trained checkpoint with Llama 2's Bradley–Terry objective, **without the
 margin term**: `L = −log σ(r(x, y_better) − r(x, y_worse))`. Some prompts have three ranked responses,
@@ -108,7 +108,7 @@ def make_rankings(tasks: list[T.Task], seed: int = 0, samples: dict[T.Task, list
 
     Chosen and rejected come from `samples` (e.g. the SFT policy's own wrong answers) when given, topped up with
     corrupted answers (1 edit for chosen, 2–3 for rejected); a pair is kept only when its scores differ, the stand-in
-    for "significantly better" [P §4.2.1].
+    for "significantly better" (paper §4.2.1).
     """
     rng = random.Random(seed)
     out = []

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning [P §4.1.3]: cross-entropy on the assistant's tokens, prompts masked, dialogs packed.
+"""Supervised fine-tuning (paper §4.1.3): cross-entropy on the assistant's tokens, prompts masked, dialogs packed.
 
 The training loop is the pre-training one (`minillama.train.train`), reused unchanged: SFT only brings its own
 batches (`DialogLoader`: packed dialogs with assistant-only labels and a document mask) and its own loss

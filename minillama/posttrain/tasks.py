@@ -1,4 +1,4 @@
-"""A task family whose answers a program can check, so every post-training stage is measured [P §4].
+"""A task family whose answers a program can check, so every post-training stage is measured (paper §4).
 
 Llama 3's post-training rounds are judged by held-out benchmarks. A tiny CPU model needs a task it can learn in
 minutes whose quality is a number, so this module generates **questions about a list of digits**:

@@ -1,5 +1,5 @@
 """A byte-level BPE tokenizer written from scratch over a rank table, token-for-token identical to tiktoken's
-(paper §3.2; FACTS.md §3).
+(paper §3.2).
 
 The rank table `{token bytes: rank}` is the whole model: rank r is token id r, ranks 0..n-1 with no gaps, and a
 lower rank means the merge was learned earlier. Encoding a piece starts from its single bytes and repeatedly merges

@@ -1,6 +1,6 @@
 """The real Llama 3 tokenizer: 128,000 BPE ranks from Meta's `tokenizer.model` plus 256 special tokens
 (paper §3.2: "a vocabulary with 128K tokens ... 100K tokens from the tiktoken tokenizer combined with 28K additional
-tokens to better support non-English languages"; FACTS.md §3).
+tokens to better support non-English languages").
 
 `Llama3Tokenizer()` loads the file shipped inside the installed `llama-models` package; `Llama3Tokenizer(path)`
 loads any file in that format (a course tokenizer saved by `BPETokenizer.save` works too). Encoding runs on tiktoken

@@ -1,4 +1,4 @@
-"""Pre-tokenization: how Llama 3 cuts text into pieces before byte-pair merging (paper §3.2; FACTS.md §3).
+"""Pre-tokenization: how Llama 3 cuts text into pieces before byte-pair merging (paper §3.2).
 
 Two steps, both exactly as Meta's reference tokenizer does them:
 

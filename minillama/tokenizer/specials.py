@@ -1,4 +1,4 @@
-"""Llama 3's 256 special tokens, in the order Meta appends them after the 128,000 BPE ranks (paper §3.2; FACTS.md §3).
+"""Llama 3's 256 special tokens, in the order Meta appends them after the 128,000 BPE ranks (paper §3.2).
 
 A course tokenizer appends the same 256 strings after its own ranks, so the chat format, SFT, DPO and tool use run
 unchanged on an 8K vocabulary and on the real 128K one: only the offset (the number of ranks) differs.

@@ -1,4 +1,4 @@
-"""Training (paper §3.4), the loop that post-training reuses unchanged (§4):
+"""Training (paper §3.4), the loop that post-training reuses unchanged (paper §4):
 
 - `recipe`: the schedule (warmup + cosine/linear), the batch-size ramp, AdamW and clipping written out, the loss,
   and `TrainConfig`;

@@ -1,9 +1,9 @@
-"""The pre-training recipe of the paper (§3.4.1) as pure functions and one config, scaled down to a CPU:
+"""The pre-training recipe of the paper (paper §3.4.1) as pure functions and one config, scaled down to a CPU:
 
 * **AdamW** with decoupled weight decay (the decay shrinks weights directly, it is not added to the gradient), on
   matrices only; norms are not decayed.
 * **Learning rate**: linear warmup, then cosine decay to a floor (405B: peak 8e-5, 8,000 warmup steps, cosine to
-  8e-7 over 1.2M steps); `schedule="linear"` goes linearly to zero instead, as the final annealing does (§3.4.3).
+  8e-7 over 1.2M steps); `schedule="linear"` goes linearly to zero instead, as the final annealing does (paper §3.4.3).
 * **Batch-size ramp**: the 405B run started at 4M tokens per step and doubled to 8M after 252M tokens and to 16M
   after 2.87T: small batches early are stable and cheap, big batches later are efficient. `batch_rows_at` says how
   many rows each step takes after how many tokens. Rows are processed `micro_batch_size` at a time with **gradient

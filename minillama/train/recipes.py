@@ -4,9 +4,9 @@
   code-heavy mix (~1T tokens, >85% code). `continue_on_mixes` starts several continuations from one checkpoint with
   the same schedule, each on its own data mix, and tracks the loss of each on fixed evaluation sets, so the code
   validation loss of the code-heavy branch can be compared with a branch that keeps the general mix.
-* **Annealing** (§3.1.3, §3.4.3): over the last 40M tokens, the LR goes linearly to 0 on an upsampled high-quality
+* **Annealing** (paper §3.1.3, §3.4.3): over the last 40M tokens, the LR goes linearly to 0 on an upsampled high-quality
   mix. `anneal` continues a checkpoint with `schedule="linear"` and keeps the last few snapshots.
-* **Checkpoint averaging** (§3.4.3): "we compute the average of model checkpoints (Polyak averaging) during
+* **Checkpoint averaging** (paper §3.4.3): "we compute the average of model checkpoints (Polyak averaging) during
   annealing to produce the final pre-trained model": `minillama.checkpoint.average_state_dicts` of the snapshots.
 * **The shipped tiny model**: `load_shipped`, and `export_shipped`, which wrote minillama/assets/tiny-stdlib.
 """

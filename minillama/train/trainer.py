@@ -1,4 +1,4 @@
-"""The training loop, used for pre-training (paper §3.4) and reused unchanged by post-training (§4).
+"""The training loop, used for pre-training (paper §3.4) and reused unchanged by post-training (paper §4).
 
 `Trainer` is a run: model, AdamW, the schedule of `recipe.TrainConfig`, the data position and the loss history, one
 `train_step()` at a time; `fit()` loops, validates and checkpoints. Its checkpoint folder (`state.py`) holds

@@ -1,7 +1,7 @@
 """Reference answers for exercises/ch00_the_herd.py: `minillama.herd.parameter_count` and
 `minillama.model.kv_cache.kv_cache_bytes`.
 
-Paper §1, Table 3; exact numbers in FACTS.md §1 and §11.
+Paper: §1, Table 3 (exact counts: tests/test_config.py, from llama-models).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The package keeps these pieces as modules (`RMSNorm`, `FeedForward`, `Attention`
 functions of tensors, so each answer here calls the package code with the given weights
 (`torch.func.functional_call`) or, where the package has no separate function, is the one-liner it uses inline.
 
-Paper §3.2 (arXiv 2407.21783).
+Paper: §3.2.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Reference answers for exercises/ch03_rope.py: `minillama.model.rope`, with the 3.1 scaling taking plain numbers.
 
-Paper §3.2 (RoPE, θ = 500,000) and §3.4.2 (long context); exact band numbers in FACTS.md §2.
+Paper: §3.2 (RoPE, θ = 500,000) and §3.4.2 (long context).
 """
 
 from __future__ import annotations

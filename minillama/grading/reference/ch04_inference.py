@@ -1,6 +1,6 @@
 """Reference answers for exercises/ch04_inference.py: `minillama.model.kv_cache` and `minillama.generate`.
 
-Paper §6 (inference). The cache exercise is functional (tensors in, tensors out); the answer puts the given
+Paper: §6 (inference). The cache exercise is functional (tensors in, tensors out); the answer puts the given
 tensors into a `KVCache` and calls its `update`.
 """
 

@@ -1,6 +1,6 @@
 """Reference answers for exercises/ch05_data.py: `minillama.data.dedup` and `minillama.data.filters`.
 
-Paper §3.1.1 (de-duplication with MinHash, heuristic filters); FACTS.md §6.
+Paper: §3.1.1 (de-duplication with MinHash, heuristic filters).
 """
 
 from __future__ import annotations

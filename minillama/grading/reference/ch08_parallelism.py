@@ -4,7 +4,7 @@ Tensor parallel slices with `minillama.parallel.tp.shard` (the split `apply_tp` 
 `minillama.parallel.schedules.one_f_one_b` as tuples, the CP chunks are `minillama.parallel.cp`'s, and the FSDP
 flat shard follows `minillama.parallel.fsdp.FlatShard`'s layout (flatten, zero-pad to n·ceil(P/n), cut in n).
 
-Paper §3.3.2 (arXiv 2407.21783).
+Paper: §3.3.2.
 """
 
 from __future__ import annotations
