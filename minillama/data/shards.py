@@ -217,10 +217,6 @@ class ShardLoader:
             return np.arange(self.n_windows)
         return np.random.default_rng([self.seed, epoch]).permutation(self.n_windows)
 
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.n_windows * self.seq_len
-
     def window(self, w: int) -> np.ndarray:
         """The ``seq_len + 1`` tokens of window `w`."""
         s = self._start_of[w]
@@ -295,11 +291,6 @@ class MixedLoader:
         self.rows_drawn = int(state["rows_drawn"])
         for n in self.names:
             self.loaders[n].load_state_dict(state[n])
-
-
-def tokens_in(folder: str | os.PathLike, split: str = "train") -> int:
-    """Number of tokens in a split (from ``meta.json``)."""
-    return int(read_meta(folder)["splits"][split]["tokens"])
 
 
 def bytes_per_token(meta: dict, split: str = "val") -> float:

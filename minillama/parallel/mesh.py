@@ -145,9 +145,3 @@ class Mesh:
 
     def __repr__(self) -> str:
         return f"Mesh(tp={self.tp}, cp={self.cp}, pp={self.pp}, dp={self.dp}) at rank {self.rank} {self.coords}"
-
-
-def all_coordinates(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1) -> list[dict[str, int]]:
-    """Coordinates of every rank, by rank."""
-    return [coordinates(r, tp, cp, pp, dp) for r in range(tp * cp * pp * dp)]
-
