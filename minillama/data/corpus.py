@@ -25,16 +25,15 @@ every later step that is "deterministic for a seed" starts from the same list. A
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import os
 import random
 import re
-import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from pydoc_data.topics import topics
+
+from minillama.tokenizer.corpus import SKIP_DIRS, pydoc_topics, stdlib_dir, stdlib_sources
 
 __all__ = [
     "Document",
@@ -54,10 +53,6 @@ __all__ = [
 PSF_LICENCE = "PSF License 2.0"
 #: File types `load_text_files` reads from a folder.
 TEXT_SUFFIXES = (".txt", ".md", ".py")
-#: Folder names skipped in the stdlib unless ``include_tests=True``.
-TEST_DIRS = frozenset({"test", "tests", "idle_test"})
-#: Folder names never read (third-party code, caches).
-SKIP_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
 KINDS = ("all", "code", "prose")
 
 
@@ -95,42 +90,6 @@ class Document:
         return Document(text, self.source, self.id, self.licence, self.kind, dict(self.meta))
 
 
-def stdlib_dir() -> Path:
-    """The installed standard library folder (``Lib/``), e.g. ``/usr/lib/python3.11``."""
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-@functools.lru_cache(maxsize=4)
-def _read_stdlib_code(root: str, include_tests: bool) -> tuple[tuple[str, str], ...]:
-    """(relative path, text) of every stdlib `.py` file, sorted by path. Files that are not UTF-8 are skipped
-    (only a few deliberately mis-encoded test files are)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        skip = SKIP_DIRS | (frozenset() if include_tests else TEST_DIRS)
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        for name in sorted(filenames):
-            if not name.endswith(".py"):
-                continue
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            if rel.startswith("pydoc_data/"):
-                continue
-            try:
-                with open(full, "rb") as f:
-                    text = f.read().decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            out.append((rel, text))
-    out.sort()
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=1)
-def _read_pydoc_topics() -> tuple[tuple[str, str], ...]:
-    """(topic, text) of every `pydoc_data.topics` entry, sorted by topic."""
-    return tuple(sorted(topics.items()))
-
-
 def stdlib_corpus(
     kind: str = "all",
     limit_bytes: int | None = None,
@@ -153,10 +112,10 @@ def stdlib_corpus(
         raise ValueError(f"limit_bytes must be >= 0 or None, got {limit_bytes}")
     docs: list[Document] = []
     if kind in ("all", "code"):
-        for rel, text in _read_stdlib_code(str(stdlib_dir()), include_tests):
+        for rel, text in stdlib_sources(include_tests):
             docs.append(Document(text, "python-stdlib", rel, PSF_LICENCE, "code"))
     if kind in ("all", "prose"):
-        for topic, text in _read_pydoc_topics():
+        for topic, text in pydoc_topics():
             docs.append(Document(text, "pydoc_data", f"topic:{topic}", PSF_LICENCE, "prose"))
     if limit_bytes is not None:
         docs = _subset_by_bytes(docs, limit_bytes, seed)

@@ -4,6 +4,7 @@ comments), its `pydoc_data` documentation, and the system's translated messages,
 
 from __future__ import annotations
 
+import functools
 import gettext
 import glob
 import os
@@ -11,28 +12,52 @@ import sysconfig
 from pathlib import Path
 from pydoc_data.topics import topics
 
-_SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+#: Folders of the standard library read only on request: its tests are 60% of the bytes and full of deliberately
+#: odd code (bad encodings, syntax errors, huge generated literals) that would swamp a model's idea of Python.
+TEST_DIRS = frozenset({"test", "tests", "idle_test"})
+#: Folders never read: third-party code (other licences) and caches.
+SKIP_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
+#: Files not read as code: the pydoc topics are English prose stored in a Python dict (see `pydoc_text`).
+SKIP_PREFIXES = ("pydoc_data/",)
+
+
+def stdlib_dir() -> Path:
+    """The installed standard library folder (``Lib/``), e.g. ``/usr/lib/python3.11``."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+@functools.lru_cache(maxsize=2)
+def stdlib_sources(include_tests: bool = False) -> tuple[tuple[str, str], ...]:
+    """(path relative to `stdlib_dir()`, text) of every standard-library `.py` file, sorted by path: the one reader
+    of the stdlib corpus (the tokenizer chapter and the data chapter both start here). Skips `SKIP_DIRS`,
+    `SKIP_PREFIXES`, `TEST_DIRS` unless `include_tests`, and files that are not UTF-8. Cached per process."""
+    root = stdlib_dir()
+    skip = SKIP_DIRS | (frozenset() if include_tests else TEST_DIRS)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            if not name.endswith(".py") or rel.startswith(SKIP_PREFIXES):
+                continue
+            try:
+                text = (root / rel).read_bytes().decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            out.append((rel, text))
+    return tuple(sorted(out))
 
 
 def stdlib_files() -> list[Path]:
     """The standard library's `.py` files (tests excluded), sorted, so every run sees the same corpus."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py"))
-    return files
+    return [stdlib_dir() / rel for rel, _ in stdlib_sources()]
 
 
 def stdlib_text(max_bytes: int | None = None) -> str:
     """The standard library's source as one string, cut to at most `max_bytes` UTF-8 bytes (on file boundaries
     where possible): `stdlib_text(10_000_000)` is the 10 MB training corpus of the benchmark."""
     parts, total = [], 0
-    for path in stdlib_files():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
+    for _, text in stdlib_sources():
         size = len(text.encode("utf-8"))
         if max_bytes is not None and total + size > max_bytes:
             rest = text.encode("utf-8")[: max_bytes - total].decode("utf-8", errors="ignore")
@@ -43,9 +68,15 @@ def stdlib_text(max_bytes: int | None = None) -> str:
     return "".join(parts)
 
 
+def pydoc_topics() -> tuple[tuple[str, str], ...]:
+    """(topic, text) of the Python documentation shipped with the interpreter (`pydoc_data.topics`, what
+    `help("assert")` prints), sorted by topic: English prose."""
+    return tuple(sorted(topics.items()))
+
+
 def pydoc_text() -> str:
-    """The Python documentation topics shipped with the interpreter (`pydoc_data.topics`): English prose."""
-    return "\n\n".join(topics[k] for k in sorted(topics))
+    """The pydoc topics as one string."""
+    return "\n\n".join(text for _, text in pydoc_topics())
 
 
 #: A few sentences per language, written for this course, used when the system has no translation catalogs.
