@@ -11,7 +11,6 @@ f FFN hidden size, h query heads, kv key/value heads, e head_dim. Use torch and 
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F  # noqa: F401  (F.silu, F.softmax are allowed)
 from einops import rearrange, repeat  # noqa: F401
 from torch import Tensor

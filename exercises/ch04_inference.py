@@ -10,7 +10,7 @@ or run the last cell of notebooks/04_inference.ipynb. Do not import `minillama.g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -13,9 +13,8 @@ Shapes: n = world_size ranks, d_in / d_out features of a linear layer, b batch, 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F  # noqa: F401  (F.linear is allowed)
 from einops import rearrange  # noqa: F401
 from torch import Tensor

@@ -10,7 +10,6 @@ import `minillama.posttrain` (that is the answer key).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F  # noqa: F401  (F.log_softmax, F.cross_entropy are allowed)
 from torch import Tensor
 

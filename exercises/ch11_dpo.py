@@ -10,7 +10,6 @@ Use torch only; do not import `minillama.posttrain` (that is the answer key).
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F  # noqa: F401  (F.logsigmoid is allowed)
 from torch import Tensor
 

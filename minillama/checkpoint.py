@@ -153,7 +153,7 @@ def hf_config_to_args(cfg: dict, **overrides) -> ModelArgs:
 
 # ---------------------------------------------------------------------- loading with checks
 def load_into(model: Transformer, state: dict[str, Tensor], source: str = "checkpoint") -> Transformer:
-    """Copy `state` (Meta names) into `model`, raising CheckpointError on the first missing, extra or mis-shaped tensor."""
+    """Copy `state` (Meta names) into `model`; CheckpointError on the first missing, extra or mis-shaped tensor."""
     expected = {k: v for k, v in model.state_dict().items()}
     if model.args.tie_word_embeddings:
         expected.pop("output.weight", None)

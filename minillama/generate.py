@@ -10,7 +10,7 @@ Paper: §6 (inference). Stop tokens of the Llama 3.1 chat format: `<|end_of_text
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor

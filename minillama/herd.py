@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
+from minillama.model import Transformer
 from minillama.model.config import ModelArgs
 from minillama.model.kv_cache import kv_cache_bytes
-from minillama.model import Transformer
 
 #: The five released text models of Llama 3.1 / 3.2, smallest first.
 HERD = ("llama3.2-1b", "llama3.2-3b", "llama3.1-8b", "llama3.1-70b", "llama3.1-405b")
@@ -74,7 +74,8 @@ def herd_rows(names=HERD, contexts=(8192, 131072), fit_context: int = 8192) -> l
 
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of `herd_rows(fit_context=8192)` (GB = 10^9 bytes for weights, KiB/GiB for the cache)."""
-    head = f"{'model':<15}{'params':>17}{'bf16 GB':>9}{'fp8 GB':>8}{'KV/token':>10}{'KV@128K':>9}  fits with an 8K cache (bf16 / fp8)"
+    head = (f"{'model':<15}{'params':>17}{'bf16 GB':>9}{'fp8 GB':>8}{'KV/token':>10}{'KV@128K':>9}"
+            "  fits with an 8K cache (bf16 / fp8)")
     lines = [head, "-" * len(head)]
     for r in rows:
         kv128 = r.get("kv_bytes_at_131072")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from minillama.model.config import ModelArgs, RopeScaling
 from minillama.model.kv_cache import kv_cache_bytes
@@ -45,7 +45,9 @@ def plot_rope_bands(head_dim: int = 128, theta: float = 500000.0, scaling: RopeS
         ax.axvspan(start - 0.5, start + n_mid - 0.5, color="tab:orange", alpha=0.15, label=f"smoothed ({n_mid})")
     ax.plot(list(idx), before, "o-", ms=3, label="wavelength, original")
     ax.plot(list(idx), after, "s-", ms=3, label="wavelength, 3.1 scaling")
-    for y, text in ((hi_edge, f"L/{scaling.high_freq_factor:g} = {hi_edge:g}"), (lo_edge, f"L/{scaling.low_freq_factor:g} = {lo_edge:g}")):
+    edges = ((hi_edge, f"L/{scaling.high_freq_factor:g} = {hi_edge:g}"),
+             (lo_edge, f"L/{scaling.low_freq_factor:g} = {lo_edge:g}"))
+    for y, text in edges:
         ax.axhline(y, color="gray", linestyle=":", linewidth=1)
         ax.text(0, y * 1.15, text, fontsize=8, color="gray")
     ax.set_yscale("log")

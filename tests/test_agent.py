@@ -3,11 +3,11 @@ transcript is a valid Llama 3.1 dialog (encodes identically with Meta's ChatForm
 
 import pytest
 
-from minillama.tooluse.agent import Agent, ScriptedModel, format_transcript
-from minillama.tooluse.toolbox import Toolbox
-from minillama.tooluse.demo import csv_demo
-from minillama.cli.chat import main
 from minillama.chat_format import ChatFormat
+from minillama.cli.chat import main
+from minillama.tooluse.agent import Agent, ScriptedModel, format_transcript
+from minillama.tooluse.demo import csv_demo
+from minillama.tooluse.toolbox import Toolbox
 from minillama.tooluse.tools.registry import ToolRegistry
 
 
@@ -113,5 +113,6 @@ def test_csv_demo_explains_a_failed_fix_instead_of_crashing():
     """If the corrected script fails too, the scripted answer quotes the tool's error instead of raising."""
     from minillama.tooluse.demo import _csv_explanation
 
-    text = _csv_explanation([{"role": "tool", "content": "failed\n[stderr]bwrap: execvp python: No such file\n[/stderr]"}])
+    failed = "failed\n[stderr]bwrap: execvp python: No such file\n[/stderr]"
+    text = _csv_explanation([{"role": "tool", "content": failed}])
     assert "bwrap: execvp" in text and text.endswith("<|eot_id|>")

@@ -6,8 +6,15 @@ import pytest
 import torch
 
 from minillama import ModelArgs, Transformer
-from minillama.checkpoint import (CheckpointError, load_checkpoint, load_hf, load_meta, save_checkpoint, save_hf,
-                                  save_meta)
+from minillama.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_hf,
+    load_meta,
+    save_checkpoint,
+    save_hf,
+    save_meta,
+)
 
 
 def tiny(tied=True):

@@ -45,7 +45,8 @@ def test_ngram_coverage_on_crafted_texts():
 
 def test_ngram_filter_removes_repetitive_document_with_reason():
     """The step drops the log dump, keeps prose, and records a reason and a score for every document."""
-    docs = [Document(PROSE, "s", "prose"), Document("\n".join(["disk full on /dev/sda1 at node seven"] * 50), "s", "log")]
+    log = "\n".join(["disk full on /dev/sda1 at node seven"] * 50)
+    docs = [Document(PROSE, "s", "prose"), Document(log, "s", "log")]
     kept, report = ngram_coverage_filter(docs, n=5, max_coverage=0.8)
     assert [d.id for d in kept] == ["prose"]
     assert report.removed[0][0] == "log" and "repeated 5-grams" in report.removed[0][1]

@@ -99,7 +99,8 @@ def test_cli_build_and_stats(tmp_path, capsys):
     docs = load_documents(out / "documents.jsonl")
     assert len(docs) == 4 and all("**" not in d.text for d in docs)
     report = json.loads((out / "report.json").read_text())
-    assert report["steps"][1]["name"] == "exact_dedup" and report["steps"][1]["docs_in"] - report["steps"][1]["docs_out"] == 1
+    exact = report["steps"][1]
+    assert exact["name"] == "exact_dedup" and exact["docs_in"] - exact["docs_out"] == 1
     assert data_main(["stats", "--data", str(out / "documents.jsonl")]) == 0
     assert "4 documents" in capsys.readouterr().out
     assert data_main(["build", "--data", str(tmp_path / "missing"), "--out", str(out)]) == 2

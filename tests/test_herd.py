@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from minillama import ModelArgs
-from tests.facts import PARAMS, UNTIED
 from minillama.herd import HERD, format_rows, herd_rows, parameter_count, plot_memory, where_it_fits
+from tests.facts import PARAMS, UNTIED
 
 KiB, GiB = 2**10, 2**30
 

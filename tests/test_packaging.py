@@ -1,9 +1,9 @@
 """environment.yml and pyproject.toml agree, and CI runs exactly the README's two commands."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet

@@ -3,8 +3,8 @@ Table 4 arithmetic (with the DP=4 typo), and the ring-collective factors written
 
 import pytest
 
-from minillama.model.config import ModelArgs
 from minillama.herd import parameter_count
+from minillama.model.config import ModelArgs
 from minillama.parallel import costs
 
 
@@ -19,7 +19,7 @@ def test_parameter_formula(preset, expected):
 def test_table4_consistency_and_typo():
     """GPUs = TP·CP·PP·DP and tokens = DP·batch·seq ≈ 16M hold for every row with DP=8 in the last row; the
     printed DP=4 breaks both; TFLOPs/MFU gives the same ~1 PFLOP/s BF16 peak for every row."""
-    for lay, printed in zip(costs.TABLE4, costs.TABLE4_PRINTED_DP):
+    for lay, _printed in zip(costs.TABLE4, costs.TABLE4_PRINTED_DP):
         c = costs.table4_check(lay)
         assert c["gpus = tp·cp·pp·dp"] == lay.gpus
         assert abs(c["tokens = dp·batch·seq"] - 16 * 2**20) == 0
@@ -40,7 +40,8 @@ def test_memory_and_comm_formulas():
     assert mem["optimizer (fp32 master + Adam m, v; sharded)"] == pytest.approx(12 * p / 64)
     comm = costs.comm_per_gpu(a, lay)
     assert comm["DP (bf16 all-gather + fp32 reduce-scatter)"] == pytest.approx(63 / 64 * 6 * p)
-    assert comm["TP (4 all-reduces per layer and micro-batch)"] == pytest.approx(32 * 8 * 4 * (2 * 7 / 8) * 8192 * a.dim * 2)
+    tp_bytes = 32 * 8 * 4 * (2 * 7 / 8) * 8192 * a.dim * 2
+    assert comm["TP (4 all-reduces per layer and micro-batch)"] == pytest.approx(tp_bytes)
     assert comm["CP (K/V all-gather + gradient reduce-scatter)"] == 0
     rows = costs.cost_rows("llama3.1-8b", virtual_stages=2)
     assert len(rows) == 3 and rows[0]["bubble"] == pytest.approx(15 / 64)

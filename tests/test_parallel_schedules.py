@@ -6,9 +6,21 @@ from types import SimpleNamespace
 import matplotlib
 import pytest
 
-from minillama.parallel.schedules import (Schedule, ScheduleError, Step, bubble_formula, format_schedule,
-                                          format_timeline, gpipe, interleaved, make_schedule, messages,
-                                          one_f_one_b, plot_schedule, simulate)
+from minillama.parallel.schedules import (
+    Schedule,
+    ScheduleError,
+    Step,
+    bubble_formula,
+    format_schedule,
+    format_timeline,
+    gpipe,
+    interleaved,
+    make_schedule,
+    messages,
+    one_f_one_b,
+    plot_schedule,
+    simulate,
+)
 
 matplotlib.use("Agg")
 
@@ -150,7 +162,7 @@ def test_messages_match_and_fifo():
     """Every received activation/gradient is sent exactly once by the rank that produced it; for 1F1B every
     pair of ranks sees messages in send order, while interleaved on 2 ranks does not (so sends need tags)."""
     for sched in (one_f_one_b(4, 6), interleaved(4, 8, 2), gpipe(3, 4, 2), interleaved(2, 4, 2, 4)):
-        for (src, dst), (sent, received) in messages(sched).items():
+        for (src, _dst), (sent, received) in messages(sched).items():
             assert sorted(sent) == sorted(received) and len(set(sent)) == len(sent)
             assert all(sched.rank_of(s.stage) == src for s in sent)
     assert simulate(one_f_one_b(4, 6)).fifo

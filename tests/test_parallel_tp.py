@@ -8,8 +8,12 @@ from torch import nn
 
 from minillama.parallel import fourd
 from minillama.parallel.launch import launch
-from minillama.parallel.tp import (ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding,
-                                   vocab_parallel_cross_entropy)
+from minillama.parallel.tp import (
+    ColumnParallelLinear,
+    RowParallelLinear,
+    VocabParallelEmbedding,
+    vocab_parallel_cross_entropy,
+)
 from tests.parallel_utils import assert_detected, assert_exact, run_mesh
 
 

@@ -5,9 +5,19 @@ import torch
 
 from minillama import ModelArgs, Transformer
 from minillama.posttrain import tasks as T
-from minillama.posttrain.data import (IGNORE_INDEX, Example, dialog_formatting_ids, document_causal_mask, forward,
-                                      masked_cross_entropy, pack_examples, pad_examples, render, sequence_logprobs,
-                                      sft_labels)
+from minillama.posttrain.data import (
+    IGNORE_INDEX,
+    Example,
+    dialog_formatting_ids,
+    document_causal_mask,
+    forward,
+    masked_cross_entropy,
+    pack_examples,
+    pad_examples,
+    render,
+    sequence_logprobs,
+    sft_labels,
+)
 
 torch.set_num_threads(1)
 

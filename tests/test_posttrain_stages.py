@@ -54,8 +54,14 @@ def test_reward_model_reads_the_last_real_token(chat_format):
 
 def test_reward_model_learns_the_ranking(chat_format):
     """A few Bradley–Terry steps on exact vs corrupted answers push training pairwise accuracy above chance."""
-    from minillama.posttrain.reward import (RewardModel, evaluate_pairs, make_rankings, pair_rows, ranking_pairs,
-                                            train_reward_model)
+    from minillama.posttrain.reward import (
+        RewardModel,
+        evaluate_pairs,
+        make_rankings,
+        pair_rows,
+        ranking_pairs,
+        train_reward_model,
+    )
 
     rm = RewardModel.from_policy(tiny(chat_format.tokenizer.n_words))
     pairs = ranking_pairs(make_rankings(T.make_tasks(40, "train"), seed=0))

@@ -10,7 +10,14 @@ import torch
 
 from minillama.data.corpus import Document
 from minillama.data.shards import (
-    SHARD_DTYPE, MixedLoader, ShardLoader, build_shards, open_split, pack_documents, read_meta, unigram_entropy,
+    SHARD_DTYPE,
+    MixedLoader,
+    ShardLoader,
+    build_shards,
+    open_split,
+    pack_documents,
+    read_meta,
+    unigram_entropy,
 )
 
 BOS, EOS = 300, 301

@@ -3,8 +3,7 @@ the Llama 3 figures of FACTS.md §3 (ids computed with llama-models' tokenizer).
 
 import pytest
 
-from minillama.tokenizer import (SPECIAL_TOKENS, BPETokenizer, Llama3Tokenizer, LLAMA3_PATTERN, load_ranks,
-                                 train_bpe)
+from minillama.tokenizer import LLAMA3_PATTERN, SPECIAL_TOKENS, BPETokenizer, Llama3Tokenizer, load_ranks, train_bpe
 
 CORPUS = (
     "def add(a, b):\n    return a + b\n\n"
@@ -32,7 +31,8 @@ def test_special_token_ids_match_facts(llama3):
     assert st["<|begin_of_text|>"] == 128000 and st["<|end_of_text|>"] == 128001
     assert st["<|finetune_right_pad_id|>"] == 128004 and st["<|step_id|>"] == 128005
     assert (st["<|start_header_id|>"], st["<|end_header_id|>"]) == (128006, 128007)
-    assert (st["<|eom_id|>"], st["<|eot_id|>"], st["<|python_tag|>"], st["<|image|>"]) == (128008, 128009, 128010, 128011)
+    names = ("<|eom_id|>", "<|eot_id|>", "<|python_tag|>", "<|image|>")
+    assert [st[s] for s in names] == [128008, 128009, 128010, 128011]
     assert st["<|reserved_special_token_2|>"] == 128012 and st["<|reserved_special_token_245|>"] == 128255
     assert llama3.n_words == 128256 and llama3.stop_tokens == [128001, 128008, 128009]
     assert (llama3.bos_id, llama3.eos_id, llama3.pad_id, llama3.eot_id, llama3.eom_id, llama3.python_tag_id) == (

@@ -166,7 +166,8 @@ def test_heap_merge_equals_simple_merge(ours):
     """The O(n log n) merge for long pieces gives the same tokens as the plain quadratic loop."""
     rng = random.Random(0)
     for _ in range(200):
-        piece = "".join(rng.choice(["a", "b", "ab", "the", "ing", "é", "中", "🦙", " "]) for _ in range(rng.randint(1, 40)))
+        alphabet = ["a", "b", "ab", "the", "ing", "é", "中", "🦙", " "]
+        piece = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
         raw = piece.encode()
         assert _bpe_merge_heap(raw, ours.ranks) == bpe_merge(raw, ours.ranks)
 

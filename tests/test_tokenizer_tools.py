@@ -3,9 +3,9 @@ compression helpers (bytes per token, rank tables cut to their first N ranks).""
 
 import pytest
 
+from minillama.cli.tokenizer import main as cli_main
 from minillama.tokenizer import BPETokenizer, Llama3Tokenizer, train_bpe
 from minillama.tokenizer.analysis import bytes_per_token, compression_table, fast_encoding, plot_bytes_per_token
-from minillama.cli.tokenizer import main as cli_main
 from minillama.tokenizer.corpus import SAMPLE_TEXTS, stdlib_files, stdlib_text, translation_texts
 
 

@@ -1,9 +1,9 @@
 """The code-interpreter sandbox contains hostile code and says what happened (short limits keep each test fast)."""
 
 import os
-import tempfile
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 

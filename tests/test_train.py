@@ -13,11 +13,19 @@ import torch
 import torch.nn.functional as F
 
 from minillama.checkpoint import CheckpointError
-from minillama.model.config import ModelArgs
 from minillama.data.shards import ShardLoader, pack_documents
 from minillama.model import Transformer
+from minillama.model.config import ModelArgs
 from minillama.train import (
-    TrainConfig, Trainer, adamw_step, batch_rows_at, clip_grad_norm, evaluate, lm_loss, lr_schedule, train,
+    TrainConfig,
+    Trainer,
+    adamw_step,
+    batch_rows_at,
+    clip_grad_norm,
+    evaluate,
+    lm_loss,
+    lr_schedule,
+    train,
 )
 
 SEQ = 16
@@ -276,8 +284,8 @@ def test_pretrain_rejects_bad_flags_before_touching_disk(argv, tmp_path, capsys)
 def test_pretrain_reads_documents_jsonl_from_data_build(tmp_path):
     """`--data data/documents.jsonl` (what `minillama data build` writes) gives one document per row, not the JSON
     text of the whole file as a single document."""
-    from minillama.data.corpus import Document, save_documents
     from minillama.assets import shipped_tokenizer_path
+    from minillama.data.corpus import Document, save_documents
     from minillama.data.prepare import prepare_data
 
     docs = [Document(f"def f{i}(x):\n    return x + {i}\n" * 20, "user", f"d{i}", "user", "code") for i in range(30)]

@@ -6,12 +6,12 @@ import json
 import pytest
 import torch
 
+from minillama.assets import shipped_checkpoint
 from minillama.data.corpus import stdlib_corpus, train_val_split
 from minillama.data.shards import ShardLoader, pack_documents
 from minillama.generate import generate
 from minillama.train import evaluate
 from minillama.train.recipes import load_shipped
-from minillama.assets import shipped_checkpoint
 
 
 @pytest.fixture(scope="module")

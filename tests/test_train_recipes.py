@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from minillama.checkpoint import save_checkpoint
-from minillama.model.config import ModelArgs
+from minillama.checkpoint import average_checkpoints, average_state_dicts, save_checkpoint
 from minillama.data.shards import MixedLoader, ShardLoader
 from minillama.model import Transformer
+from minillama.model.config import ModelArgs
 from minillama.train import TrainConfig
 from minillama.train.recipes import anneal, continue_on_mixes
-from minillama.checkpoint import average_checkpoints, average_state_dicts
 
 SEQ = 16
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from minillama.checkpoint import load_checkpoint
+from minillama.cli.pretrain import main
 from minillama.data.corpus import Document
 from minillama.data.shards import ShardLoader, build_shards
 from minillama.train import TrainConfig, train
-from minillama.cli.pretrain import main
 
 SCRIPT = textwrap.dedent("""
     import sys, time, torch
@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent("""
     cfg = TrainConfig(**{CFG})
     loader = ShardLoader(folder, cfg.seq_len, "train", seed=3)
     val = [ShardLoader(folder, cfg.seq_len, "val", shuffle=False).next_batch(4)]
-    model = None if resume else Transformer(ModelArgs.from_preset("tiny", vocab_size=302, max_seq_len=32)).init_weights(seed=0)
+    args = ModelArgs.from_preset("tiny", vocab_size=302, max_seq_len=32)
+    model = None if resume else Transformer(args).init_weights(seed=0)
     train(model, loader, cfg, val_batches=val, out_dir=out, resume=resume, progress=False,
           callbacks=[lambda tr, rec: time.sleep(pause)])
 """)
@@ -92,8 +93,8 @@ def test_kill_and_resume_matches_uninterrupted_run(shards, tmp_path):
     assert resumed.returncode == 0, err[-3000:]
 
     cfg = TrainConfig(**CFG)
-    from minillama.model.config import ModelArgs
     from minillama.model import Transformer
+    from minillama.model.config import ModelArgs
 
     model = Transformer(ModelArgs.from_preset("tiny", vocab_size=302, max_seq_len=32)).init_weights(seed=0)
     val = [ShardLoader(shards, cfg.seq_len, "val", shuffle=False).next_batch(4)]

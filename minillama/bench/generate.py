@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     model, hf = bench_models()
     dtype = getattr(torch, a.dtype)
     model, hf = model.to(dtype).eval(), hf.to(dtype).eval()
-    prompt = torch.randint(0, model.args.vocab_size, (a.batch, a.prompt_len), generator=torch.Generator().manual_seed(0))
+    prompt = torch.randint(0, model.args.vocab_size, (a.batch, a.prompt_len),
+                           generator=torch.Generator().manual_seed(0))
 
     def ours():
         return generate(model, prompt.tolist(), a.new_tokens)

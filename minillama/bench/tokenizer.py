@@ -54,6 +54,15 @@ def hf_train(text: str, n_ranks: int, pattern: str):
     return tok
 
 
+def _against(wall: dict, cpu: dict, reference: str):
+    """Per variant: (name, median wall s, best wall s, median cpu s, wall ratio, cpu ratio) against `reference`."""
+    ref_w, ref_c = statistics.median(wall[reference]), statistics.median(cpu[reference])
+    for name in wall:
+        med, best = summary(wall[name])
+        c = statistics.median(cpu[name])
+        yield name, med, best, c, med / ref_w, c / ref_c
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minillama.bench tokenizer", description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-mb", type=float, default=10.0, help="MB of stdlib source to train on")
@@ -89,12 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         mb = len(text.encode()) / 1e6
         print(f"\ntraining: {mb:.1f} MB stdlib source -> {n_ranks} ranks + {len(SPECIAL_TOKENS)} specials, "
               f"seconds (median of {a.rounds}, best in brackets)")
-        ref_w, ref_c = statistics.median(wall["HF tokenizers BpeTrainer"]), statistics.median(cpu["HF tokenizers BpeTrainer"])
-        for name in wall:
-            med, best = summary(wall[name])
-            c = statistics.median(cpu[name])
-            print(f"  {name:<28} wall {med:6.2f} s [{best:6.2f}]  ratio {med / ref_w:5.2f}x   "
-                  f"cpu {c:6.2f} s  ratio {c / ref_c:5.2f}x")
+        for name, med, best, c, ratio, cpu_ratio in _against(wall, cpu, "HF tokenizers BpeTrainer"):
+            print(f"  {name:<28} wall {med:6.2f} s [{best:6.2f}]  ratio {ratio:5.2f}x   "
+                  f"cpu {c:6.2f} s  ratio {cpu_ratio:5.2f}x")
 
     text = stdlib_text(int(a.encode_mb * 1e6))
     nbytes = len(text.encode())
@@ -114,12 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nencoding: {nbytes / 1e6:.1f} MB stdlib source, real Llama 3 ranks, {len(ref)} tokens; MB/s "
           f"(median of {2 * a.rounds}, best in brackets); from-scratch first pass (empty cache): "
           f"{nbytes / cold / 1e6:.1f} MB/s")
-    ref_w, ref_c = statistics.median(wall["tiktoken (raw)"]), statistics.median(cpu["tiktoken (raw)"])
-    for name in variants:
-        med, best = summary(wall[name])
-        c = statistics.median(cpu[name])
+    for name, med, best, c, ratio, cpu_ratio in _against(wall, cpu, "tiktoken (raw)"):
         print(f"  {name:<28} wall {nbytes / med / 1e6:6.1f} MB/s [{nbytes / best / 1e6:6.1f}]  time ratio "
-              f"{med / ref_w:5.2f}x   cpu {nbytes / c / 1e6:6.1f} MB/s  time ratio {c / ref_c:5.2f}x")
+              f"{ratio:5.2f}x   cpu {nbytes / c / 1e6:6.1f} MB/s  time ratio {cpu_ratio:5.2f}x")
     return 0
 
 

@@ -11,12 +11,7 @@ from pathlib import Path
 
 from minillama.checkpoint import save_checkpoint
 from minillama.posttrain import tasks as T
-from minillama.posttrain.common import (
-    load_chat_format,
-    load_policy,
-    save_figure,
-    write_json,
-)
+from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
 from minillama.posttrain.dpo import make_pairs, plot_implicit_rewards, prepare, train_dpo
 from minillama.posttrain.losses import DPO_BETA, NLL_COEF
 from minillama.posttrain.pipeline import PipelineConfig, run, summary_table
@@ -117,7 +112,8 @@ def rejection_main(argv: list[str] | None = None) -> int:
     """`minillama rejection-sample --policy CKPT --reward RM --out DIR`: K samples per prompt, the reward model's
     best kept as new SFT data (best.jsonl), the best-of-K curve on held-out prompts, and with --sft-steps a
     fine-tuned policy."""
-    p = argparse.ArgumentParser(prog="minillama rejection-sample", description=rejection_main.__doc__.split(":")[1].strip())
+    p = argparse.ArgumentParser(prog="minillama rejection-sample",
+                                description=rejection_main.__doc__.split(":")[1].strip())
     p.add_argument("--policy", default="auto", help="checkpoint to sample from (the latest policy)")
     p.add_argument("--reward", required=True, help="reward model folder (from `minillama reward`)")
     p.add_argument("--tokenizer", default=None)

@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
                                 "(paper §3.4). With no flags: the `small` preset on the standard library, 15 minutes.")
     p.add_argument("--preset", default="small", help="model preset (tiny, small, base); default small")
     p.add_argument("--data", default="stdlib", help="'stdlib' (built-in corpus), a documents.jsonl from `minillama "
-                   "data build`, a text file or folder, or a shard folder made by minillama.data.shards (has meta.json)")
+                   "data build`, a text file or folder, or a shard folder made by minillama.data.shards "
+                   "(has meta.json)")
     p.add_argument("--minutes", type=float, default=15.0, help="training time; sets the schedule length")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --minutes; reproducible)")
     p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         n = model.num_params()
         print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
         print(f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
-              f"({model.num_params(exclude_embeddings=True):,} without the embedding); train {meta['splits']['train']['tokens']:,} tokens, val "
+              f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
+              f"train {meta['splits']['train']['tokens']:,} tokens, val "
               f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
               f"nats/token")
         if tok is not None:

@@ -144,7 +144,8 @@ def load_text_files(path: str | os.PathLike, source: str = "user", licence: str 
     """
     root = Path(path).expanduser()
     if not root.exists():
-        raise ValueError(f"{str(root)!r} does not exist; pass a text file or a folder of {'/'.join(TEXT_SUFFIXES)} files")
+        raise ValueError(f"{str(root)!r} does not exist; pass a text file or a folder of "
+                         f"{'/'.join(TEXT_SUFFIXES)} files")
     if root.is_file():
         files, base = [root], root.parent
     else:
@@ -154,7 +155,8 @@ def load_text_files(path: str | os.PathLike, source: str = "user", licence: str 
         )
         base = root
         if not files:
-            raise ValueError(f"no {'/'.join(TEXT_SUFFIXES)} files under {str(root)!r}; point --data at a folder of text files")
+            raise ValueError(f"no {'/'.join(TEXT_SUFFIXES)} files under {str(root)!r}; point --data at a folder of "
+                             "text files")
     docs = []
     for p in files:
         text = p.read_bytes().decode("utf-8", errors="replace")
@@ -178,7 +180,8 @@ def corpus_summary(docs: Iterable[Document]) -> dict:
     return summary
 
 
-def train_val_split(docs: Sequence[Document], val_fraction: float = 0.05, seed: int = 0) -> tuple[list[Document], list[Document]]:
+def train_val_split(docs: Sequence[Document], val_fraction: float = 0.05,
+                    seed: int = 0) -> tuple[list[Document], list[Document]]:
     """Split by document: no document is in both halves.
 
     The split is over distinct ``id`` values, so repeated copies of one document (e.g. after up-sampling in a data
@@ -224,7 +227,8 @@ def load_documents(path: str | os.PathLike) -> list[Document]:
                 docs.append(Document(row["text"], row["source"], row["id"], row.get("licence", "unknown"),
                                      row.get("kind", "prose"), row.get("meta") or {}))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a document row ({e}); expected JSON with text/source/id") from e
+                raise ValueError(f"{path}:{line_no}: not a document row ({e}); expected JSON with "
+                                 "text/source/id") from e
     return docs
 
 

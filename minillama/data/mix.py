@@ -9,7 +9,8 @@ is filled. A group smaller than its share is **repeated** (up-sampled, more epoc
 were repeated. Bytes stand in for tokens (we mix before tokenizing). Same inputs and seed -> same mix.
 
 >>> from minillama.data.corpus import Document
->>> docs = [Document("x" * 10, "s", f"c{i}", kind="code") for i in range(10)] + [Document("y" * 10, "s", "p", kind="prose")]
+>>> docs = [Document("x" * 10, "s", f"c{i}", kind="code") for i in range(10)]
+>>> docs += [Document("y" * 10, "s", "p", kind="prose")]
 >>> mixed, report = mix_by_ratio(docs, {"code": 0.5, "prose": 0.5}, total_bytes=100, seed=0)
 >>> report.details["groups"]["prose"]["bytes"], report.details["groups"]["prose"]["max_repeats"]
 (50, 5)
@@ -29,7 +30,8 @@ __all__ = ["LLAMA3_MIX", "group_documents", "mix_by_ratio"]
 LLAMA3_MIX = {"general": 0.50, "math_reasoning": 0.25, "code": 0.17, "multilingual": 0.08}
 
 
-def group_documents(docs: Sequence[Document], key: str | Callable[[Document], str] = "kind") -> dict[str, list[Document]]:
+def group_documents(docs: Sequence[Document],
+                    key: str | Callable[[Document], str] = "kind") -> dict[str, list[Document]]:
     """Group documents by an attribute name (``"kind"``, ``"source"``) or a function; groups in first-seen order."""
     get = (lambda d: getattr(d, key)) if isinstance(key, str) else key
     groups: dict[str, list[Document]] = {}

@@ -1,8 +1,8 @@
 """The data pipeline (paper §3.1): a chain of steps, each of which says what it removed and why.
 
 Llama 3's pre-training corpus is the output of a chain: text extraction and cleaning, URL/document/line-level
-de-duplication, heuristic filters, model-based quality filters, then a data mix (paper §3.1.1-§3.1.2). Every step here is
-a plain function or small class ``step(docs) -> (kept, StepReport)`` working on a list of `Document`; `Pipeline`
+de-duplication, heuristic filters, model-based quality filters, then a data mix (paper §3.1.1-§3.1.2). Every step
+here is a plain function or small class ``step(docs) -> (kept, StepReport)`` working on a list of `Document`; `Pipeline`
 runs them in order and collects the reports, so a learner can see, per step, how many documents and bytes went and
 read examples of what was removed.
 
@@ -59,7 +59,7 @@ class Pipeline:
 
 
 def exact_dedup_step(docs: Sequence[Document]) -> tuple[list[Document], StepReport]:
-    """Exact de-duplication by normalized hash (paper §3.1.1, document-level); see `minillama.data.dedup.exact_dedup`."""
+    """Exact de-duplication by normalized hash (paper §3.1.1, document-level): `minillama.data.dedup.exact_dedup`."""
     return exact_dedup(docs)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 def grade_inline(chapter: str, exercises: str | None = None) -> dict | None:
     """Grade one chapter from a notebook: prints the score table; never raises (unfinished work is normal)."""
-    from minillama.grading.runner import gradescope_json, run_tests, score_table
     from minillama.grading.impl import resolve_chapters
+    from minillama.grading.runner import gradescope_json, run_tests, score_table
     from minillama.utils import repo_root
 
     try:

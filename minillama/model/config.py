@@ -122,7 +122,7 @@ class ModelArgs:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "ModelArgs":
+    def from_preset(cls, name: str, **overrides: Any) -> ModelArgs:
         """A preset by name (see `PRESETS`), with any field overridden by keyword."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -131,7 +131,7 @@ class ModelArgs:
         return cls(**kwargs)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelArgs":
+    def from_dict(cls, d: dict[str, Any]) -> ModelArgs:
         """Build from a Meta `params.json`-style dict; unknown keys are an error naming them."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)

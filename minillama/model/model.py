@@ -168,7 +168,7 @@ class Transformer(nn.Module):
 
     # ------------------------------------------------------------------ initialisation
     @torch.no_grad()
-    def init_weights(self, std: float = 0.02, seed: int | None = None) -> "Transformer":
+    def init_weights(self, std: float = 0.02, seed: int | None = None) -> Transformer:
         """Normal(0, std) for weights, with the residual outputs (`wo`, `w2`) scaled by 1/sqrt(2·n_layers)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():

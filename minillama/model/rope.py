@@ -8,7 +8,8 @@ two *halves* (x[i], x[i + d/2]) and permutes the rows of `wq`/`wk` in its checkp
     Meta (interleaved):  (x0 x1) (x2 x3) (x4 x5) (x6 x7)
     HF   (halves):       (x0 x4) (x1 x5) (x2 x6) (x3 x7)
 
-Llama 3.1 scaling (paper §3.4.2; Meta's `apply_scaling`) keeps short wavelengths, stretches long ones by `factor`, and blends between.
+Llama 3.1 scaling (paper §3.4.2; Meta's `apply_scaling`) keeps short wavelengths, stretches long ones by `factor`,
+and blends between.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from minillama.model.config import ModelArgs, RopeScaling
 
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:
-    """Inverse frequencies `theta^(-2i/head_dim)` for i in [0, head_dim/2), float64 for exactness. Shape (head_dim/2,)."""
+    """Inverse frequencies `theta^(-2i/head_dim)` for i in [0, head_dim/2), float64 for exactness: (head_dim/2,)."""
     return 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
 
 

@@ -9,7 +9,8 @@ One idea per module:
 - `cp`: context parallel (2×CP chunks, K/V all-gather).
 - `pp`: pipeline parallel schedules.
 - `fourd`: the four composed: one training step of a small Llama on a TP×CP×PP×DP mesh.
-- `minillama parallel-check` (`minillama.cli.parallel_check`): `python -m minillama parallel-check --tp 2 --cp 2 --pp 2 --dp 2` against one device.
+- `minillama parallel-check --tp 2 --cp 2 --pp 2 --dp 2` (`minillama.cli.parallel_check`): any layout against one
+  device.
 
 Submodules are imported on use (`from minillama.parallel.tp import ...`) so that importing the package is cheap.
 """

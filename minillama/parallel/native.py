@@ -8,7 +8,7 @@ hand-written code (paper §3.3.2 for the layouts).
 |-----------------------------------|------------------------------------------------------------------------|
 | `tp.apply_tp`                     | DTensor: `parallelize_module` with `ColwiseParallel` / `RowwiseParallel` |
 | `fsdp.FullyShardedDataParallel`   | FSDP2: `fully_shard` per block, then the root                           |
-| `pp.build_stages` + `run_schedule`| `torch.distributed.pipelining`: `PipelineStage` + `ScheduleGPipe`, `Schedule1F1B`, `ScheduleInterleaved1F1B`, `ScheduleLoopedBFS` |
+| `pp.build_stages` + `run_schedule`| `torch.distributed.pipelining`: `PipelineStage` + `Schedule{GPipe, 1F1B, ...}`  |
 | `cp.apply_cp`                     | `torch.distributed.tensor.experimental.context_parallel` (GPU only)     |
 
 Context parallelism does not run on a CPU with torch 2.13: the SDPA sharding rules cover the CUDA flash /
@@ -23,7 +23,7 @@ Meshes: build a `DeviceMesh` with `init_device_mesh("cpu", (dp, pp, cp, tp), mes
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

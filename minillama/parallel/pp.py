@@ -40,7 +40,7 @@ Shapes: b micro-batch size, s sequence, d dim, v vocab.
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist

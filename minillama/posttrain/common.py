@@ -6,11 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from minillama.assets import (
-    resolve_checkpoint,
-    shipped_checkpoint,
-    shipped_tokenizer_path,
-)
+from minillama.assets import resolve_checkpoint, shipped_checkpoint, shipped_tokenizer_path
 from minillama.chat_format import ChatFormat
 from minillama.checkpoint import load_checkpoint
 from minillama.model import ModelArgs, Transformer

@@ -50,7 +50,7 @@ def sft_labels(tokens: Tensor, target_mask: Tensor) -> Tensor:
 
 
 def formatting_mask(tokens: Tensor, formatting_ids: list[int] | Tensor) -> Tensor:
-    """True where a token is a formatting token (headers, eot/eom...) (paper §4.1.4: masked out of DPO). (..., s) bool."""
+    """True where a token is a formatting token (headers, eot/eom...; paper §4.1.4: masked out of DPO). (..., s)."""
     ids = torch.as_tensor(list(formatting_ids) if not isinstance(formatting_ids, Tensor) else formatting_ids,
                           dtype=tokens.dtype, device=tokens.device)
     return torch.isin(tokens, ids)

@@ -31,21 +31,8 @@ from torch import Tensor
 
 from minillama.model import Transformer
 from minillama.posttrain import tasks as T
-from minillama.posttrain.data import (
-    IGNORE_INDEX,
-    Example,
-    dialog_formatting_ids,
-    pad_examples,
-    render,
-    target_logprobs,
-)
-from minillama.posttrain.losses import (
-    DPO_BETA,
-    NLL_COEF,
-    dpo_loss,
-    implicit_rewards,
-    nll_term,
-)
+from minillama.posttrain.data import IGNORE_INDEX, Example, dialog_formatting_ids, pad_examples, render, target_logprobs
+from minillama.posttrain.losses import DPO_BETA, NLL_COEF, dpo_loss, implicit_rewards, nll_term
 from minillama.utils import progress
 
 __all__ = ["dpo_loss", "Pair", "make_pairs", "PreferenceData", "train_dpo"]

@@ -8,8 +8,8 @@
 * Plus an NLL term with coefficient 0.2 on the chosen responses (Pang et al. 2024), here the token-mean negative
   log-likelihood over all chosen response tokens of the batch, as TRL computes its "sft" loss term.
 
-Worked example (checked in tests/exercises/test_ch11_dpo.py): π_c = −10, π_r = −12, both references −11, β = 0.1 → h = 2, L = −log σ(0.2) =
-0.5981388694; with an NLL of 1.5 the total is L + 0.2·1.5 = 0.8981388694.
+Worked example (checked in tests/exercises/test_ch11_dpo.py): π_c = −10, π_r = −12, both references −11, β = 0.1
+→ h = 2, L = −log σ(0.2) = 0.5981388694; with an NLL of 1.5 the total is L + 0.2·1.5 = 0.8981388694.
 """
 
 from __future__ import annotations

@@ -18,18 +18,9 @@ from minillama.checkpoint import average_models, save_checkpoint
 from minillama.posttrain import dpo as D
 from minillama.posttrain import reward as R
 from minillama.posttrain import tasks as T
-from minillama.posttrain.common import (
-    load_chat_format,
-    load_policy,
-    save_figure,
-    write_json,
-)
+from minillama.posttrain.common import load_chat_format, load_policy, save_figure, write_json
 from minillama.posttrain.dpo import plot_implicit_rewards
-from minillama.posttrain.rejection import (
-    best_of_k_curve,
-    plot_best_of_k,
-    rejection_sample,
-)
+from minillama.posttrain.rejection import best_of_k_curve, plot_best_of_k, rejection_sample
 from minillama.posttrain.reward import plot_reward_margins
 from minillama.posttrain.sampling import evaluate_accuracy, sample_responses
 from minillama.posttrain.sft import default_config, run_sft, task_examples
@@ -66,7 +57,7 @@ class PipelineConfig:
     seed: int = 0
 
     @classmethod
-    def small(cls, **kw) -> "PipelineConfig":
+    def small(cls, **kw) -> PipelineConfig:
         """Smoke sizes: every stage runs, numbers are not meaningful."""
         base = dict(n_eval=40, sft_train=400, sft_steps=12, batch_rows=4, rm_prompts=60, rm_heldout_prompts=20,
                     rm_samples=2, rm_steps=8, rs_prompts=60, rs_k=4, rs_curve_prompts=20, rs_steps=6,

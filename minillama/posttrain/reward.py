@@ -59,7 +59,7 @@ class RewardModel(nn.Module):
         nn.init.zeros_(self.value_head.bias)
 
     @classmethod
-    def from_policy(cls, policy: Transformer) -> "RewardModel":
+    def from_policy(cls, policy: Transformer) -> RewardModel:
         """A reward model whose body is a copy of the policy (the policy is left untouched)."""
         return cls(copy.deepcopy(policy))
 

@@ -14,6 +14,7 @@ from minillama.tokenizer.train import count_pairs, count_pieces, learn_merges, m
 
 __all__ = [
     "BPETokenizer", "Llama3Tokenizer", "LLAMA3_NUM_RANKS", "LLAMA3_PATTERN", "NAMED_SPECIAL_TOKENS",
-    "SPECIAL_TOKENS", "bpe_merge", "chunks_for_encoding", "count_pairs", "count_pieces", "learn_merges", "llama3_model_path", "load_ranks",
+    "SPECIAL_TOKENS", "bpe_merge", "chunks_for_encoding", "count_pairs", "count_pieces", "learn_merges",
+    "llama3_model_path", "load_ranks",
     "merge_pair", "pretokenize", "save_ranks", "special_token_ids", "split_long_runs", "train_bpe",
 ]

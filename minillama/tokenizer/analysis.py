@@ -11,7 +11,8 @@ from __future__ import annotations
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN
 
 
-def fast_encoding(ranks: dict[bytes, int], n_ranks: int | None = None, pattern: str = LLAMA3_PATTERN, name: str = "bpe"):
+def fast_encoding(ranks: dict[bytes, int], n_ranks: int | None = None, pattern: str = LLAMA3_PATTERN,
+                  name: str = "bpe"):
     """A `tiktoken.Encoding` over the first `n_ranks` ranks (all of them by default), no special tokens."""
     import tiktoken
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import base64
 import heapq
 import os
+from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import chain
 from pathlib import Path
-from typing import AbstractSet, Collection, Iterable, Literal, Sequence
+from typing import Literal
 
 import regex
 
@@ -197,7 +199,8 @@ class BPETokenizer:
         self.stop_tokens: list[int] = [i for i in (self.eos_id, self.eom_id, self.eot_id) if i is not None]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(n_words={self.n_words}, ranks={len(self.ranks)}, specials={len(self.special_tokens)})"
+        return (f"{type(self).__name__}(n_words={self.n_words}, ranks={len(self.ranks)}, "
+                f"specials={len(self.special_tokens)})")
 
     # ------------------------------------------------------------------ save / load
 

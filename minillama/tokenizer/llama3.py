@@ -10,14 +10,14 @@ by default; `backend="python"` uses the from-scratch encoder of `bpe.py`, which 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from minillama.tokenizer.bpe import BPETokenizer, load_ranks
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding
 from minillama.tokenizer.specials import SPECIAL_TOKENS
 
-_DEFAULT: "Llama3Tokenizer | None" = None
+_DEFAULT: Llama3Tokenizer | None = None
 
 
 def llama3_model_path() -> Path:
@@ -56,7 +56,7 @@ class Llama3Tokenizer(BPETokenizer):
                                            special_tokens=self.special_tokens)
 
     @classmethod
-    def get_instance(cls) -> "Llama3Tokenizer":
+    def get_instance(cls) -> Llama3Tokenizer:
         """One shared default instance (tiktoken backend, real ranks), loaded on first use; like Meta's
         `Tokenizer.get_instance()`. Loading takes about a second, so tests and notebooks should share it."""
         global _DEFAULT

@@ -12,7 +12,7 @@ Two steps, both exactly as Meta's reference tokenizer does them:
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import regex
 
@@ -29,7 +29,7 @@ MAX_NO_WHITESPACES_CHARS = 25_000
 
 # A whole run of more than `limit` whitespace (or non-whitespace) characters, matched from its first character.
 # `re`'s \s on str is exactly str.isspace(), which is what Meta's loop uses.
-_LONG_RUN = re.compile(r"(?<!\S)\S{%d,}|(?<!\s)\s{%d,}" % (MAX_NO_WHITESPACES_CHARS + 1, MAX_NO_WHITESPACES_CHARS + 1))
+_LONG_RUN = re.compile(rf"(?<!\S)\S{{{MAX_NO_WHITESPACES_CHARS + 1},}}|(?<!\s)\s{{{MAX_NO_WHITESPACES_CHARS + 1},}}")
 
 
 def pretokenize(text: str, pattern: regex.Pattern = LLAMA3_REGEX) -> list[str]:
@@ -66,7 +66,7 @@ def split_long_runs(s: str, limit: int = MAX_NO_WHITESPACES_CHARS) -> list[str]:
     if not _may_have_long_run(s, limit):
         return [s]
     pattern = _LONG_RUN if limit == MAX_NO_WHITESPACES_CHARS else re.compile(
-        r"(?<!\S)\S{%d,}|(?<!\s)\s{%d,}" % (limit + 1, limit + 1)
+        rf"(?<!\S)\S{{{limit + 1},}}|(?<!\s)\s{{{limit + 1},}}"
     )
     cuts = []
     for m in pattern.finditer(s):

@@ -23,14 +23,14 @@ import heapq
 import os
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
+
+import regex
 
 from minillama.tokenizer.bpe import BPETokenizer
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding
 from minillama.tokenizer.specials import SPECIAL_TOKENS
-
-import regex
 
 
 def _documents(corpus) -> Iterable[str]:

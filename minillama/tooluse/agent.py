@@ -23,15 +23,10 @@ dialog) for demos and tests, or `TransformerModel` (our `Transformer` + `minilla
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from minillama.chat_format import (
-    ChatFormat,
-    encode_tool_call,
-    parse_assistant_text,
-    tool_error,
-)
+from minillama.chat_format import ChatFormat, encode_tool_call, parse_assistant_text, tool_error
 from minillama.generate import generate
 from minillama.tooluse.format import format_tool_result
 from minillama.tooluse.prompts import custom_tools_prompt

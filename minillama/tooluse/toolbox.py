@@ -21,8 +21,9 @@ class Toolbox:
     """Dispatches parsed tool calls: built-ins to the sandbox / calculator / local search, others to a registry.
 
     `builtin`: the built-in tools switched on (the system prompt lists them); `registry`: custom functions;
-    `sandbox_kwargs`: limits for the code interpreter (`minillama.tooluse.tools.sandbox.Sandbox`), whose working directory
-    lives as long as the toolbox (files persist between calls within one run, like a notebook kernel's folder).
+    `sandbox_kwargs`: limits for the code interpreter (`minillama.tooluse.tools.sandbox.Sandbox`), whose working
+    directory lives as long as the toolbox (files persist between calls within one run, like a notebook kernel's
+    folder).
     """
 
     def __init__(self, builtin=("code_interpreter", "wolfram_alpha", "brave_search"),

@@ -13,8 +13,8 @@ such dialogs synthetically, three kinds of request:
 The same calc/code questions also appear with tools *off* (a system prompt without `Environment: ipython`), where
 the target is the exact answer written directly. That is the baseline: the same model, the same training, but it
 has to compute in its weights. Tool results in the training dialogs come from the real tools
-(`minillama.tooluse.tools.calculator`, Python itself for the code answers), so what the model reads at test time looks like
-what it read in training.
+(`minillama.tooluse.tools.calculator`, Python itself for the code answers), so what the model reads at test time looks
+like what it read in training.
 
 `train_tool_model()` fine-tunes with the post-training SFT loop (`minillama.posttrain.sft.run_sft`: assistant
 tokens only, packed dialogs) and `evaluate_tool_use()` reports, on held-out requests:
@@ -259,7 +259,7 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
             counts["well_formed"] += call is not None and parsed["error"] is None and toolbox.validate(call) is None
             # the full agent run, reusing the first reply we already generated
             replies = iter([first])
-            agent = Agent(lambda msgs: next(replies, None) or lm(msgs), toolbox, max_steps=max_steps)
+            agent = Agent(lambda msgs, replies=replies: next(replies, None) or lm(msgs), toolbox, max_steps=max_steps)
             result = agent.run([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
             ok_with = result.stop == "answered" and task.result in result.answer
             counts["answered_with"] += ok_with

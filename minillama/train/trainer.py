@@ -30,13 +30,7 @@ from minillama.generate import generate
 from minillama.model import Transformer
 from minillama.train import state
 from minillama.train.plots import plot_loss
-from minillama.train.recipe import (
-    TrainConfig,
-    batch_rows_at,
-    evaluate,
-    lm_loss,
-    steps_for_tokens,
-)
+from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, steps_for_tokens
 from minillama.utils import progress as progress_bar
 
 __all__ = ["Trainer", "train", "fixed_batches", "replan_at_warmup_end", "measure_tokens_per_s", "sample_text"]

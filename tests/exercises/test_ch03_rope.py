@@ -1,9 +1,9 @@
 """Grading tests for exercises/ch03_rope.py (paper §3.2, §3.4.2): RoPE frequencies, the Llama 3.1 scaling,
 the rotation table and the rotation itself.
 
-Outside references: transformers' RoPE code (`LlamaRotaryEmbedding.compute_default_rope_parameters`, `_compute_llama3_parameters`,
-`LlamaRotaryEmbedding`, `apply_rotary_pos_emb`), Meta's complex-number formulation written out in the test, and
-FACTS.md §2's band numbers.
+Outside references: transformers' RoPE code (`LlamaRotaryEmbedding.compute_default_rope_parameters`,
+`_compute_llama3_parameters`, `LlamaRotaryEmbedding`, `apply_rotary_pos_emb`), Meta's complex-number formulation
+written out in the test, and the band numbers of Meta's `apply_scaling` (paper §3.4.2).
 """
 
 import math
@@ -61,7 +61,7 @@ def test_rope_scaling_llama31_matches_transformers(impl):
 
 @pytest.mark.points(2)
 def test_rope_scaling_bands_match_facts(impl):
-    """FACTS.md §2: 29 frequencies kept, 6 smoothed (f'/f = 0.828, 0.644, 0.494, 0.371, 0.271, 0.190), 29 divided by 8."""
+    """The band numbers: 29 frequencies kept, 6 smoothed (f'/f = 0.828, 0.644, 0.494, 0.371, 0.271, 0.190), 29 / 8."""
     f = freqs128()
     ratio = (impl.apply_rope_scaling(f, 8.0, 1.0, 4.0, 8192) / f).tolist()
     assert all(abs(r - 1) < 1e-6 for r in ratio[:29]), "the 29 shortest wavelengths (< 2048) must be kept"

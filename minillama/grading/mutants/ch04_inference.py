@@ -95,7 +95,8 @@ MUTANTS = {
     # feeds only the last prompt token: the model never reads the prompt
     "greedy-no-prefill": {"greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "no-prefill")},
     # each new token fed one position too far
-    "greedy-position-off-by-one": {"greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "position-off-by-one")},
+    "greedy-position-off-by-one": {
+        "greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "position-off-by-one")},
     # returns the stop token as well
     "greedy-keeps-stop-token": {"greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "keeps-stop")},
     # returns prompt + new tokens

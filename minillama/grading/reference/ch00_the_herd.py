@@ -6,8 +6,8 @@ Paper: §1, Table 3 (exact counts: tests/test_config.py, from llama-models).
 
 from __future__ import annotations
 
-from minillama.model.config import ModelArgs
 from minillama.herd import parameter_count
+from minillama.model.config import ModelArgs
 from minillama.model.kv_cache import kv_cache_bytes as _kv_cache_bytes
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from minillama.tokenizer import bpe_merge, count_pairs as _count_pairs, merge_pair as _merge_pair
-from minillama.tokenizer import pretokenize as _pretokenize, train_bpe
+from minillama.tokenizer import bpe_merge, train_bpe
+from minillama.tokenizer import count_pairs as _count_pairs
+from minillama.tokenizer import merge_pair as _merge_pair
+from minillama.tokenizer import pretokenize as _pretokenize
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"

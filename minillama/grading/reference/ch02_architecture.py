@@ -9,15 +9,14 @@ Paper: §3.2.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 from torch.func import functional_call
 
-from minillama.model.config import ffn_hidden_dim as _ffn_hidden_dim
 from minillama.model import FeedForward, RMSNorm
 from minillama.model import causal_mask as _causal_mask
+from minillama.model.config import ffn_hidden_dim as _ffn_hidden_dim
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:

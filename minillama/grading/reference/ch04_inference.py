@@ -6,7 +6,7 @@ tensors into a `KVCache` and calls its `update`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -14,8 +14,8 @@ from torch import Tensor
 from minillama.generate import generate
 from minillama.generate import next_token as _next_token
 from minillama.generate import sample_top_p as _sample_top_p
-from minillama.model.kv_cache import KVCache
 from minillama.model import Transformer
+from minillama.model.kv_cache import KVCache
 
 
 def kv_cache_update(cache_k: Tensor, cache_v: Tensor, k: Tensor, v: Tensor, start_pos: int) -> tuple[Tensor, Tensor]:

@@ -10,7 +10,7 @@ Paper: §3.3.2.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,8 @@ exception that would end the loop. The validator covers the JSON-schema subset t
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from minillama.chat_format import tool_error
 
