@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from minillama.checkpoint import average_models, save_checkpoint
@@ -66,42 +66,76 @@ class PipelineConfig:
         return cls(**base)
 
 
+@dataclass
+class _Run:
+    """What the stages share: the config, chat format and held-out prompts, the results so far, the output folder."""
+
+    cfg: PipelineConfig
+    cf: object  # ChatFormat
+    heldout: list
+    out: Path | None
+    log: object  # print-like
+    results: dict = field(default_factory=dict)
+
+    def record(self, stage: str, model, wall: float, **extra) -> None:
+        """Measure `model` on the held-out prompts, log it and save its checkpoint."""
+        acc = evaluate_accuracy(model, self.cf, self.heldout)
+        self.results["stages"][stage] = {"accuracy": acc["accuracy"], "per_kind": acc["per_kind"], "wall_s": wall,
+                                         **extra}
+        kinds = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_kind"].items())
+        self.log(f"{stage:<22} held-out accuracy {acc['accuracy']:6.1%}  ({kinds})  {wall:7.1f} s")
+        if self.out is not None and stage != "pretrained":
+            save_checkpoint(model, self.out / "checkpoints" / stage)
+
+    def figure(self, fig_fn, name: str) -> None:
+        if self.out is not None:
+            save_figure(fig_fn(), self.out / name)
+
+
 def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     """Run every stage; returns the results dict (and writes it, the plots and checkpoints under `out`)."""
-    out = Path(out) if out is not None else None
     cf = load_chat_format(cfg.tokenizer)
-    heldout = T.make_tasks(cfg.n_eval, "heldout", seed=0)
-    results: dict = {"config": asdict(cfg), "stages": {}}
-    models: dict = {}
+    r = _Run(cfg, cf, T.make_tasks(cfg.n_eval, "heldout", seed=0), Path(out) if out is not None else None, log,
+             {"config": asdict(cfg), "stages": {}})
+    policy = pretrained_stage(r)
+    sft, sft_tasks = sft_stage(r, policy)
+    rm = reward_stage(r, sft)
+    rs_model = rejection_sampling_stage(r, sft, rm, sft_tasks)
+    dpo_runs, walls = dpo_stage(r, rs_model)
+    averaging_stage(r, dpo_runs, walls)
+    if r.out is not None:
+        write_json(r.out / "results.json", r.results)
+        (r.out / "summary.md").write_text(summary_table(r.results))
+        save_figure(plot_stages(r.results), r.out / "stages.png")
+    return r.results
 
-    def record(stage: str, model, wall: float, **extra):
-        acc = evaluate_accuracy(model, cf, heldout)
-        results["stages"][stage] = {"accuracy": acc["accuracy"], "per_kind": acc["per_kind"], "wall_s": wall, **extra}
-        kinds = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_kind"].items())
-        log(f"{stage:<22} held-out accuracy {acc['accuracy']:6.1%}  ({kinds})  {wall:7.1f} s")
-        models[stage] = model
-        if out is not None and stage != "pretrained":
-            save_checkpoint(model, out / "checkpoints" / stage)
 
-    # ---- 0. the pre-trained model
-    policy, origin = load_policy(cfg.init, cf.tokenizer.n_words, seed=cfg.seed)
-    results["init"] = origin
-    results["n_params"] = policy.num_params()
-    log(f"start: {origin} ({policy.num_params():,} parameters); {cfg.n_eval} held-out prompts")
-    record("pretrained", policy, 0.0)
+def pretrained_stage(r: _Run):
+    """0. The starting model (the shipped pre-trained one by default), measured as it is."""
+    policy, origin = load_policy(r.cfg.init, r.cf.tokenizer.n_words, seed=r.cfg.seed)
+    r.results["init"] = origin
+    r.results["n_params"] = policy.num_params()
+    r.log(f"start: {origin} ({policy.num_params():,} parameters); {r.cfg.n_eval} held-out prompts")
+    r.record("pretrained", policy, 0.0)
+    return policy
 
-    # ---- 1. SFT on the exact answers
-    t0 = time.perf_counter()
+
+def sft_stage(r: _Run, policy):
+    """1. SFT on the exact answers. Returns the SFT model and its training prompts."""
+    cfg, t0 = r.cfg, time.perf_counter()
     sft_tasks = T.make_tasks(cfg.sft_train, "train", seed=cfg.seed)
     sft = copy.deepcopy(policy)
-    trainer = run_sft(sft, task_examples(cf, sft_tasks),
+    trainer = run_sft(sft, task_examples(r.cf, sft_tasks),
                       default_config(cfg.sft_steps, cfg.sft_lr, cfg.batch_rows, seed=cfg.seed),
-                      out_dir=out / "sft" if out else None)
-    results["sft_loss"] = [h["loss"] for h in trainer.history]
-    record("sft", sft, time.perf_counter() - t0)
+                      out_dir=r.out / "sft" if r.out else None)
+    r.results["sft_loss"] = [h["loss"] for h in trainer.history]
+    r.record("sft", sft, time.perf_counter() - t0)
+    return sft, sft_tasks
 
-    # ---- 2. reward model: edited > chosen > rejected from the SFT policy's own samples and corruptions
-    t0 = time.perf_counter()
+
+def reward_stage(r: _Run, sft):
+    """2. Reward model: edited > chosen > rejected from the SFT policy's own samples and corruptions."""
+    cfg, cf, t0 = r.cfg, r.cf, time.perf_counter()
     rm_tasks = T.make_tasks(cfg.rm_prompts, "train", seed=cfg.seed + 1)
     rm_held = T.make_tasks(cfg.rm_heldout_prompts, "heldout", seed=1)
     samples = sample_responses(sft, cf, rm_tasks + rm_held, cfg.rm_samples, temperature=cfg.temperature,
@@ -114,26 +148,29 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     rm_hist = R.train_reward_model(rm, better, worse, cfg.rm_steps, lr=cfg.rm_lr, seed=cfg.seed)
     acc, margins = R.evaluate_pairs(rm, *R.pair_rows(cf, held_pairs))
     rm_wall = time.perf_counter() - t0
-    results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs),
-                               "heldout_pairs": len(held_pairs),
-                               "wall_s": rm_wall, "history": rm_hist, "margins": margins.tolist()}
-    log(f"{'reward model':<22} held-out pairwise accuracy {acc:6.1%} on {len(held_pairs)} pairs  {rm_wall:7.1f} s")
-    if out is not None:
-        R.save_reward_model(rm, out / "checkpoints" / "reward_model")
-        save_figure(plot_reward_margins(margins), out / "reward_margins.png")
+    r.results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs),
+                                 "heldout_pairs": len(held_pairs),
+                                 "wall_s": rm_wall, "history": rm_hist, "margins": margins.tolist()}
+    r.log(f"{'reward model':<22} held-out pairwise accuracy {acc:6.1%} on {len(held_pairs)} pairs  {rm_wall:7.1f} s")
+    if r.out is not None:
+        R.save_reward_model(rm, r.out / "checkpoints" / "reward_model")
+    r.figure(lambda: plot_reward_margins(margins), "reward_margins.png")
+    return rm
 
-    # ---- 3. rejection sampling: best of K by the RM, fine-tune on the picks
-    t0 = time.perf_counter()
+
+def rejection_sampling_stage(r: _Run, sft, rm, sft_tasks):
+    """3. Rejection sampling: best of K by the RM, fine-tune on the picks (with a control of as many extra steps)."""
+    cfg, cf, t0 = r.cfg, r.cf, time.perf_counter()
     curve_tasks = T.make_tasks(cfg.rs_curve_prompts, "heldout", seed=2)
     curve_rs = rejection_sample(sft, rm, cf, curve_tasks, cfg.rs_k, cfg.temperature, seed=cfg.seed + 7)
     ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= cfg.rs_k]
     curve = best_of_k_curve(curve_rs["rm_scores"], curve_rs["correct"], ks)
     rs_tasks = T.make_tasks(cfg.rs_prompts, "train", seed=cfg.seed + 3)
     rs = rejection_sample(sft, rm, cf, rs_tasks, cfg.rs_k, cfg.temperature, seed=cfg.seed + 11)
-    picks_right = sum(T.check(t, r) for t, r in rs["best"]) / len(rs["best"])
+    picks_right = sum(T.check(t, x) for t, x in rs["best"]) / len(rs["best"])
     # Llama 3's SFT mix holds the rejection-sampled responses *and* its other SFT data: the picks plus as many of
     # the stage-1 dialogs (exact answers)
-    picks = task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]])
+    picks = task_examples(cf, [t for t, _ in rs["best"]], [x for _, x in rs["best"]])
     rs_mix = picks + task_examples(cf, sft_tasks[:len(picks)])
     rs_cfg = default_config(cfg.rs_steps, cfg.rs_lr, cfg.batch_rows, seed=cfg.seed + 3, warmup=5)
     rs_model = copy.deepcopy(sft)
@@ -142,17 +179,21 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     # control: the same extra steps on the stage-1 data alone, to separate the samples' effect from more training
     control = copy.deepcopy(sft)
     run_sft(control, task_examples(cf, sft_tasks[:2 * len(picks)]), rs_cfg)
-    control_acc = evaluate_accuracy(control, cf, heldout)["accuracy"]
-    record("rejection_sampling", rs_model, rs_wall, best_of_k=curve, rm_picks_correct=picks_right,
-           sample_accuracy=float(rs["correct"].float().mean()), control_same_steps_exact_answers_only=control_acc)
-    log(f"{'':<22} control: same extra steps on exact answers only -> {control_acc:6.1%}")
-    log(f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
-        f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; RM picks right {picks_right:.1%}")
-    if out is not None:
-        save_figure(plot_best_of_k(curve), out / "best_of_k.png")
+    control_acc = evaluate_accuracy(control, cf, r.heldout)["accuracy"]
+    r.record("rejection_sampling", rs_model, rs_wall, best_of_k=curve, rm_picks_correct=picks_right,
+             sample_accuracy=float(rs["correct"].float().mean()), control_same_steps_exact_answers_only=control_acc)
+    r.log(f"{'':<22} control: same extra steps on exact answers only -> {control_acc:6.1%}")
+    r.log(f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
+          f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; "
+          f"RM picks right {picks_right:.1%}")
+    r.figure(lambda: plot_best_of_k(curve), "best_of_k.png")
+    return rs_model
 
-    # ---- 4. DPO from the rejection-sampling model: on-policy pairs, one run per seed, each on its own prompts
-    #         ("runs with different versions of data", which model averaging then combines (paper §4.1.5))
+
+def dpo_stage(r: _Run, rs_model):
+    """4. DPO from the rejection-sampling model: on-policy pairs, one run per seed, each on its own prompts ("runs
+    with different versions of data", which model averaging then combines, paper §4.1.5)."""
+    cfg, cf = r.cfg, r.cf
     dpo_runs, dpo_hist, walls, n_pairs = [], {}, [], []
     ref = copy.deepcopy(rs_model)
     for s in cfg.dpo_seeds:
@@ -167,26 +208,22 @@ def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
         dpo_runs.append(m)
         walls.append(time.perf_counter() - t1)
         n_pairs.append(len(pairs))
-    results["dpo_pairs"] = n_pairs
-    results["dpo_history"] = dpo_hist
-    record("dpo", dpo_runs[0], walls[0], pairs=n_pairs[0])
+    r.results["dpo_pairs"] = n_pairs
+    r.results["dpo_history"] = dpo_hist
+    r.record("dpo", dpo_runs[0], walls[0], pairs=n_pairs[0])
     for s, m in zip(cfg.dpo_seeds[1:], dpo_runs[1:]):
-        acc_s = evaluate_accuracy(m, cf, heldout)["accuracy"]
-        results["stages"]["dpo"].setdefault("other_seeds", {})[s] = acc_s
-        log(f"{'':<22} DPO seed {s}: held-out accuracy {acc_s:6.1%}")
-    if out is not None:
-        save_figure(plot_implicit_rewards(dpo_hist[cfg.dpo_seeds[0]]), out / "dpo_rewards.png")
+        acc_s = evaluate_accuracy(m, cf, r.heldout)["accuracy"]
+        r.results["stages"]["dpo"].setdefault("other_seeds", {})[s] = acc_s
+        r.log(f"{'':<22} DPO seed {s}: held-out accuracy {acc_s:6.1%}")
+    r.figure(lambda: plot_implicit_rewards(dpo_hist[cfg.dpo_seeds[0]]), "dpo_rewards.png")
+    return dpo_runs, walls
 
-    # ---- 5. model averaging of the DPO runs
+
+def averaging_stage(r: _Run, dpo_runs, walls) -> None:
+    """5. Model averaging of the DPO runs (paper §4.1.5)."""
     t0 = time.perf_counter()
     avg = average_models(dpo_runs)
-    record("averaged", avg, time.perf_counter() - t0 + sum(walls[1:]), runs=len(dpo_runs))
-
-    if out is not None:
-        write_json(out / "results.json", results)
-        (out / "summary.md").write_text(summary_table(results))
-        save_figure(plot_stages(results), out / "stages.png")
-    return results
+    r.record("averaged", avg, time.perf_counter() - t0 + sum(walls[1:]), runs=len(dpo_runs))
 
 
 def summary_table(results: dict) -> str:
