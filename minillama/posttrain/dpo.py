@@ -18,7 +18,7 @@ The preference pairs are on-policy: for each training prompt the latest policy's
 chosen is a correct sample (or the exact answer, "edited", when none is right) and rejected the wrong answer
 the policy gives most often: DPO moves probability exactly where the policy errs.
 
-`python -m minillama.posttrain.dpo --policy CKPT --out DIR` (or `minillama dpo ...`).
+`minillama dpo --policy CKPT --out DIR` (`minillama.cli.posttrain`).
 """
 
 from __future__ import annotations

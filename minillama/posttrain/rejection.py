@@ -8,7 +8,7 @@ checker, and we measure:
 * best-of-K accuracy: how often the reward model's pick among the first K samples is right, for K = 1, 2, 4, ...;
 * pass@K (oracle): how often *any* of the first K samples is right (what a perfect reward model would reach).
 
-`python -m minillama.posttrain.rejection --policy CKPT --reward RM --out DIR` (or `minillama rejection-sample ...`).
+`minillama rejection-sample --policy CKPT --reward RM --out DIR` (`minillama.cli.posttrain`).
 """
 
 from __future__ import annotations

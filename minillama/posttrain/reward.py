@@ -8,7 +8,7 @@ Here the ranking comes from the task checker's partial credit (`tasks.score`): t
 answer, chosen and rejected are imperfect answers (policy samples or corrupted answers), chosen scoring strictly
 higher. The reward is read from the final hidden state at the response's last token (its `<|eot_id|>`).
 
-`python -m minillama.posttrain.reward --init CKPT --out DIR` (or `minillama reward ...`) trains one and reports the
+`minillama reward --policy CKPT --out DIR` trains one and reports the
 pairwise accuracy on held-out pairs.
 """
 

@@ -18,7 +18,7 @@ script fails, the model reads the traceback and fixes it).
 
 A *model* is any callable `messages -> text`: a `ScriptedModel` (replies written in advance, or functions of the
 dialog) for demos and tests, or `TransformerModel` (our `Transformer` + `minillama.generate`).
-`minillama chat` (`main`) runs the scripted CSV demo or a trained checkpoint.
+`minillama chat` (`minillama.cli.chat`) runs the scripted CSV demo (`minillama.tooluse.demo`) or a trained checkpoint.
 """
 
 from __future__ import annotations
