@@ -88,6 +88,7 @@ def format_rows(rows: list[dict]) -> str:
 def plot_memory(rows: list[dict], context: int = 131072, ax=None):
     """Stacked bars per model: bf16 weights and the KV cache of one `context`-token sequence, with the budgets
     of `DEPLOYMENTS` as horizontal lines (log scale). Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

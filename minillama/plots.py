@@ -16,6 +16,7 @@ from minillama.model.rope import apply_rope_scaling, rope_frequencies
 
 
 def _axes(ax, figsize=(7, 4)):
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

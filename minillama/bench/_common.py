@@ -35,6 +35,7 @@ def setup(a) -> None:
 
 def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
     """A minillama model and a `transformers.LlamaForCausalLM` holding exactly the same weights."""
+    # optional ([dev] extra): the reference this benchmark measures against
     from transformers import LlamaForCausalLM
 
     model = Transformer(ModelArgs(**BENCH_ARGS)).init_weights(seed=seed)

@@ -19,6 +19,8 @@ import os
 import statistics
 import time
 
+import tiktoken
+
 from minillama.bench._timing import summary
 from minillama.tokenizer import LLAMA3_PATTERN, SPECIAL_TOKENS, Llama3Tokenizer, train_bpe
 from minillama.tokenizer.corpus import stdlib_text
@@ -41,6 +43,7 @@ def _interleaved_wall_cpu(variants: dict, rounds: int, warmup: int) -> tuple[dic
 
 def hf_train(text: str, n_ranks: int, pattern: str):
     """HF `tokenizers` BPE trained on `text` with the given split regex and byte-level alphabet."""
+    # optional ([dev] extra): the reference this benchmark measures against
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.hf_parallel:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-    import tiktoken
+    # optional ([dev] extra): the reference this benchmark measures against
     import tokenizers
 
     print(f"tiktoken {tiktoken.__version__}, tokenizers {tokenizers.__version__}, "

@@ -169,6 +169,7 @@ def lsh_collision_probability(s, bands: int, rows: int):
 
 def plot_s_curve(bands: int, rows: int, threshold: float | None = None, ax=None):
     """Plot the LSH S-curve 1 - (1 - s^rows)^bands against Jaccard s, with the threshold. Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

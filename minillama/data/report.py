@@ -92,6 +92,7 @@ def format_reports(reports: Sequence[StepReport]) -> str:
 
 def plot_reports(reports: Sequence[StepReport], ax=None):
     """Bar chart of what each step removed: documents (bars) and megabytes (labels). Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

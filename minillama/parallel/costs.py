@@ -180,6 +180,7 @@ def cp_attention_work(seq_len: int, cp: int, balanced: bool = True) -> list[int]
 def plot_cp_balance(seq_len: int = 64, cp: int = 4, ax=None):
     """Bars of causal-attention work per CP rank: a contiguous split against Llama 3's 2×CP chunks. Returns the
     figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     fig, ax = (plt.subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax))
@@ -198,6 +199,7 @@ def plot_cp_balance(seq_len: int = 64, cp: int = 4, ax=None):
 def plot_costs(rows: list[dict], what: str = "mem", ax=None):
     """Stacked bars per layout of the `mem ...` (GiB per GPU) or `comm ...` (GiB sent per GPU per step) columns
     of `cost_rows`. Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     fig, ax = (plt.subplots(figsize=(10, 3.2)) if ax is None else (ax.figure, ax))

@@ -133,6 +133,7 @@ class Mesh:
 
         torch's mesh lists the outermost dimension first; `init_device_mesh` builds its own groups.
         """
+        # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
         from torch.distributed.device_mesh import init_device_mesh
 
         return init_device_mesh(device_type, (self.dp, self.pp, self.cp, self.tp),

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minillama.parallel.fourd import build_model, optim_for, reference_step, small_args
@@ -40,6 +41,7 @@ def tp_plan(model: nn.Module) -> dict:
     """Megatron's split as a DTensor plan, the layout torchtitan's `apply_tp` uses (without sequence parallel):
     wq/wk/wv and w1/w3 column-wise (heads and hidden units split), wo and w2 row-wise (an all-reduce after),
     the embedding split over the vocabulary and the output column-wise with the logits gathered back."""
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
@@ -60,6 +62,7 @@ def native_tp(model: nn.Module, tp_mesh) -> nn.Module:
     The attention code needs no change: it reshapes with `e=head_dim`, so it sees n_heads/TP local heads.
     KV heads are split too, so TP must divide n_kv_heads (8 in every Llama 3 model: TP ≤ 8, as in the paper).
     """
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.tensor.parallel import parallelize_module
 
     tp = tp_mesh.size()
@@ -77,6 +80,7 @@ def native_fsdp(model: nn.Module, dp_mesh, reshard_after_forward: bool = False) 
     works. `reshard_after_forward=False` is Llama 3's choice (the gathered weights stay for the backward).
     Gradients are averaged over the mesh: give each rank the mean loss of its own, equally sized, batch part.
     """
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.fsdp import fully_shard
 
     layers = model.layers.values() if isinstance(model.layers, nn.ModuleDict) else model.layers
@@ -89,6 +93,7 @@ def native_fsdp(model: nn.Module, dp_mesh, reshard_after_forward: bool = False) 
 
 
 def _schedule_classes():
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B, ScheduleLoopedBFS
 
     return {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B, "interleaved": ScheduleInterleaved1F1B,
@@ -108,6 +113,7 @@ def native_pipeline(model: nn.Module, pp_rank: int, pp_size: int, schedule: str,
     Each micro-batch's loss is loss_fn / n_tokens (the global token count) and `scale_grads=False`, the same
     normalisation as `pp.run_schedule`. Returns the schedule; run it with `run_native_pipeline`.
     """
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.pipelining import PipelineStage as TorchStage
 
     if schedule not in SCHEDULES:
@@ -152,6 +158,7 @@ def context_parallel_step(model: nn.Module, cp_mesh, tokens: Tensor, targets: Te
     if cp_mesh.device_type != "cuda":
         raise RuntimeError("torch's context_parallel needs CUDA SDPA kernels (flash / efficient attention); on a "
                            "CPU it fails (PARALLEL_NOTES.md). Use the hand-written minillama.parallel.cp here.")
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.tensor.experimental import context_parallel
 
     seq = tokens.shape[1]
@@ -187,8 +194,10 @@ def full_grads(model: nn.Module) -> dict[str, Tensor]:
 def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedule: str, virtual_stages: int,
                  n_microbatches: int) -> dict:
     """Inside a launched rank: one AdamW step with a native API; the largest differences with `reference`."""
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     import torch.distributed as dist
-    import torch.nn.functional as F
+
+    # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.device_mesh import init_device_mesh
 
     rank, world = dist.get_rank(), dist.get_world_size()

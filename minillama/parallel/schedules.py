@@ -357,6 +357,7 @@ def plot_schedule(timeline: Timeline | Schedule, ax=None, title: str | None = No
     """Gantt chart of a simulated schedule: one row per rank, a box per step coloured by micro-batch (forward
     light, backward dark, chunk number written inside); the title gives the measured bubble and the formula.
     Accepts a Schedule (simulated with t_backward = 2 t_forward). Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if isinstance(timeline, Schedule):

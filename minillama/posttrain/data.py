@@ -237,6 +237,7 @@ def sft_loss(model: Transformer, batch: Batch | dict) -> Tensor:
 def plot_loss_mask(tokens: list[int], target: list[bool], tokenizer, ax=None, per_line: int = 12,
                    title: str = "SFT loss mask: trained tokens in green"):
     """Draw a dialog token by token, trained tokens (targets) green, masked ones grey; returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     n_lines = (len(tokens) + per_line - 1) // per_line
@@ -258,6 +259,7 @@ def plot_loss_mask(tokens: list[int], target: list[bool], tokenizer, ax=None, pe
 
 def plot_document_mask(doc_ids: Tensor, ax=None, title: str = "packed row: who may attend to whom"):
     """The (s, s) attention mask of one packed row as an image (white = may attend); returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

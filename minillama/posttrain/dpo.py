@@ -152,6 +152,7 @@ def train_dpo(policy: Transformer, data: PreferenceData, steps: int, batch_size:
 
 def plot_implicit_rewards(history: list[dict], ax=None):
     """DPO's implicit rewards β·log(π/π_ref) of chosen and rejected responses over training; returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -240,6 +240,7 @@ def summary_table(results: dict) -> str:
 
 def plot_stages(results: dict, ax=None):
     """Held-out accuracy after each stage (bars); returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

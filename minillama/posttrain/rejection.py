@@ -58,6 +58,7 @@ def rejection_sample(policy: Transformer, rm, chat_format, tasks: list[T.Task], 
 
 def plot_best_of_k(curve: dict, ax=None):
     """Best-of-K accuracy (RM pick) and pass@K (oracle) against K; returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

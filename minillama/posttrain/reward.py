@@ -212,6 +212,7 @@ def load_reward_model(folder: str | Path) -> RewardModel:
 
 def plot_reward_margins(margins, ax=None):
     """Histogram of r(better) − r(worse) on held-out pairs; right of zero is ranked right. Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

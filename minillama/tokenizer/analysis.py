@@ -8,13 +8,14 @@ training run (or Llama 3's own table) into a whole curve of vocabulary sizes.
 
 from __future__ import annotations
 
+import tiktoken
+
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN
 
 
 def fast_encoding(ranks: dict[bytes, int], n_ranks: int | None = None, pattern: str = LLAMA3_PATTERN,
                   name: str = "bpe"):
     """A `tiktoken.Encoding` over the first `n_ranks` ranks (all of them by default), no special tokens."""
-    import tiktoken
 
     if n_ranks is not None:
         if n_ranks < 256:
@@ -44,6 +45,7 @@ def compression_table(ranks: dict[bytes, int], texts: dict[str, str], sizes: lis
 def plot_bytes_per_token(tables: dict[str, dict[str, dict[int, float]]], ax=None):
     """Bytes per token against vocabulary size (log scale), one colour per text, one line style per tokenizer.
     `tables` maps a tokenizer label to a `compression_table`. Returns the figure."""
+    # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
     if ax is None:

@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import tiktoken
+
 from minillama.tokenizer.bpe import BPETokenizer, load_ranks
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN, chunks_for_encoding
 from minillama.tokenizer.specials import SPECIAL_TOKENS
@@ -23,6 +25,7 @@ _DEFAULT: Llama3Tokenizer | None = None
 def llama3_model_path() -> Path:
     """Path of the `tokenizer.model` shipped by the installed `llama-models` package (no download)."""
     try:
+        # optional ([dev] extra): only to find the tokenizer.model file it ships
         import llama_models.llama3 as pkg
     except ImportError as e:  # pragma: no cover - llama-models is a dev dependency
         raise FileNotFoundError("the llama-models package is not installed (pip install llama-models); or pass "
@@ -50,7 +53,6 @@ class Llama3Tokenizer(BPETokenizer):
         self.backend = backend
         self.model = None
         if backend == "tiktoken":
-            import tiktoken
 
             self.model = tiktoken.Encoding(name=self.path.name, pat_str=self.pattern, mergeable_ranks=self.ranks,
                                            special_tokens=self.special_tokens)

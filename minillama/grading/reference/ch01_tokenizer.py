@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from minillama.tokenizer import bpe_merge, train_bpe
 from minillama.tokenizer import count_pairs as _count_pairs
 from minillama.tokenizer import merge_pair as _merge_pair
@@ -35,8 +37,6 @@ def train_merges(text: str, n_merges: int) -> list[tuple[int, int]]:
     """Learn up to `n_merges` BPE merges from `text`: pre-tokenize, start from each piece's UTF-8 bytes (ids 0..255),
     then repeatedly merge the most frequent adjacent pair into a new id 256, 257, ... Ties go to the smallest pair
     (compare (left, right) tuples). Stop early when no pair is left. Returns the merged pairs in order."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # running out of pairs is allowed here
         return train_bpe(text, 256 + n_merges, special_tokens=()).merges
