@@ -103,3 +103,18 @@ def test_bottom_layers_load_nothing_above_them(module, allowed):
             f"and m not in {tuple(allowed)!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [], f"importing {module} loaded {out}"
+
+
+def run_python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_sandbox_imports_without_torch():
+    """The package loads its public names on use, so the code interpreter's module needs only the standard library."""
+    assert run_python("import sys, minillama.tooluse.tools.sandbox; print('torch' in sys.modules)") == "False"
+
+
+def test_minillama_generate_is_the_function_even_after_the_module_was_imported():
+    code = ("import inspect; from minillama.generate import sample_top_p; from minillama import generate, Transformer; "
+            "print(inspect.isfunction(generate), Transformer.__name__)")
+    assert run_python(code) == "True Transformer"
