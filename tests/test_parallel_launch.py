@@ -116,7 +116,7 @@ def test_invalid_world_size():
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_same_command_runs_under_torchrun():
     """Under torchrun (RANK/WORLD_SIZE set) launch runs fn in place and all-gathers the results: the 4D check
-    `torchrun --nproc-per-node 2 -m minillama.cli.parallel_check --tp 2` passes, and only rank 0 prints."""
+    `torchrun --nproc-per-node 2 -m minillama parallel-check --tp 2` passes, and only rank 0 prints."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            "-m", "minillama", "parallel-check", "--tp", "2", "--quiet"],
