@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["lr_schedule", "batch_rows_at", "steps_for_tokens", "default_ramp", "adamw_step", "clip_grad_norm",
-           "lm_loss", "evaluate", "TrainConfig"]
+           "make_adamw", "lm_loss", "evaluate", "TrainConfig"]
 
 
 def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, max_steps: int,
@@ -87,6 +87,22 @@ def clip_grad_norm(grads: Sequence[Tensor], max_norm: float) -> tuple[list[Tenso
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
     scale = min(1.0, max_norm / (total + 1e-6))
     return [g * scale for g in grads], total
+
+
+def make_adamw(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[str], torch.optim.Optimizer]:
+    """AdamW with weight decay on matrices (ndim >= 2), none on norms; fused where torch has a CPU kernel.
+    Returns (parameter names in the optimizer's order, the optimizer)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [(n, p) for n, p in named if p.ndim >= 2]
+    no_decay = [(n, p) for n, p in named if p.ndim < 2]
+    groups = [{"params": [p for _, p in decay], "weight_decay": cfg.weight_decay},
+              {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    try:
+        opt = torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # an older torch without a CPU fused AdamW
+        opt = torch.optim.AdamW(groups, foreach=True, **kwargs)
+    return [n for n, _ in decay + no_decay], opt
 
 
 def lm_loss(model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:

@@ -30,7 +30,7 @@ from minillama.generate import generate
 from minillama.model import Transformer
 from minillama.train import state
 from minillama.train.plots import plot_loss
-from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, steps_for_tokens
+from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, make_adamw, steps_for_tokens
 from minillama.utils import progress as progress_bar
 
 __all__ = ["Trainer", "train", "fixed_batches", "replan_at_warmup_end", "measure_tokens_per_s", "sample_text"]
@@ -60,7 +60,7 @@ class Trainer:
         self.val_batches = list(val_batches or [])
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks, self.extra_files, self.meta = list(callbacks), dict(extra_files or {}), dict(meta or {})
-        self.param_names, self.optimizer = self._make_optimizer()
+        self.param_names, self.optimizer = make_adamw(model, cfg)
         self.device_type = next(model.parameters()).device.type
         self.step, self.tokens_seen, self.wall_s = 0, 0, 0.0
         self.history: list[dict] = []  # one record per step: step, tokens, rows, lr, loss, grad_norm
@@ -68,20 +68,6 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         torch.manual_seed(cfg.seed)
-
-    def _make_optimizer(self) -> tuple[list[str], torch.optim.Optimizer]:
-        """AdamW with weight decay on matrices (ndim >= 2), none on norms. Fused kernel where torch has one."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        decay = [(n, p) for n, p in named if p.ndim >= 2]
-        no_decay = [(n, p) for n, p in named if p.ndim < 2]
-        groups = [{"params": [p for _, p in decay], "weight_decay": self.cfg.weight_decay},
-                  {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
-        kwargs = dict(lr=self.cfg.lr, betas=self.cfg.betas, eps=self.cfg.eps)
-        try:
-            opt = torch.optim.AdamW(groups, fused=True, **kwargs)
-        except (RuntimeError, TypeError):  # an older torch without a CPU fused AdamW
-            opt = torch.optim.AdamW(groups, foreach=True, **kwargs)
-        return [n for n, _ in decay + no_decay], opt
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
