@@ -93,79 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minillama pretrain: {out} already holds a run; pass --resume to continue it or --out for a new one",
               file=sys.stderr)
         return 2
-
-    if args.resume:
-        state = read_trainer_state(ckpt)
-        m = state["meta"]
-        data_folder, tok = Path(m["data_folder"]), None
-        tok_file = ckpt / "tokenizer.model"
-        tok = load_tokenizer(tok_file) if tok_file.is_file() else None
-        cfg = TrainConfig.from_dict(state["train_config"])
-        meta = read_meta(data_folder)
-    else:
-        args_model = ModelArgs.from_preset(args.preset)
-        data_folder, meta, tok = prepare_data(args.data, out, args.tokenizer, args_model.vocab_size,
-                                              args.limit_mb, args.seed)
-    seq_len = args.seq_len if not args.resume else cfg.seq_len
-    loader = ShardLoader(data_folder, seq_len, "train", seed=args.seed if not args.resume else cfg.seed)
-    val_loader = ShardLoader(data_folder, seq_len, "val", shuffle=False)
-    val_batches = fixed_batches(val_loader, rows=16, max_batches=4)
-
-    if args.resume:
-        trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
-        cfg = trainer.cfg
-        print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
-        if trainer.step >= cfg.max_steps:
-            print(f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
-                  "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
-                  "longer --minutes or --steps and another --out.", file=sys.stderr)
-    else:
-        overrides = {k: v for k, v in (("dim", args.dim), ("n_layers", args.n_layers), ("n_heads", args.n_heads),
-                                       ("n_kv_heads", args.n_kv_heads)) if v is not None}
-        margs = ModelArgs.from_preset(args.preset, vocab_size=meta["vocab_size"], **overrides,
-                                      max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len))
-        model = Transformer(margs).init_weights(std=0.02, seed=args.seed)
-        ramp = () if args.no_ramp else None
-        cfg = TrainConfig(max_steps=10, lr=args.lr, min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
-                          warmup_steps=0, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                          batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, seq_len=seq_len,
-                          bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
-                          seed=args.seed)
-        if args.steps is not None:
-            steps = args.steps
-            total_tokens = steps * args.batch_size * seq_len
-            if ramp is None:
-                ramp = default_ramp(args.batch_size, seq_len, total_tokens)
-        else:  # plan the schedule from the measured speed of this machine
-            tok_s = measure_tokens_per_s(model, cfg, loader)
-            total_tokens = int(0.93 * args.minutes * 60 * tok_s)
-            if ramp is None:
-                ramp = default_ramp(args.batch_size, seq_len, total_tokens)
-            steps = max(1, steps_for_tokens(total_tokens, ramp or ((0, args.batch_size),), seq_len))
-            print(f"measured {tok_s:,.0f} tokens/s on {threads} thread(s): {args.minutes:g} min ≈ "
-                  f"{total_tokens:,} tokens ≈ {steps} steps")
-        warmup = args.warmup if args.warmup is not None else min(200, max(5, steps // 20))
-        cfg = dataclasses.replace(
-            cfg, max_steps=steps, warmup_steps=min(warmup, steps), batch_ramp=ramp or (),
-            eval_every=args.eval_every if args.eval_every is not None else max(10, steps // 15),
-            ckpt_every=args.ckpt_every if args.ckpt_every is not None else max(10, steps // 10),
-            time_limit_s=args.minutes * 60 * 1.15 if args.steps is None else None)
-        extra = {"tokenizer.model": (Path(data_folder) / "tokenizer.model").read_bytes()} \
-            if (Path(data_folder) / "tokenizer.model").is_file() else {}
-        trainer = Trainer(model, loader, cfg, val_batches=val_batches, out_dir=out, extra_files=extra,
-                          meta={"data_folder": str(Path(data_folder).resolve()), "preset": args.preset,
-                                "data": args.data, "unigram_entropy": meta.get("unigram_entropy")})
-        n = model.num_params()
-        print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
-        print(f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
-              f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
-              f"train {meta['splits']['train']['tokens']:,} tokens, val "
-              f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
-              f"nats/token")
-        if tok is not None:
-            print(f"sample before training: {sample_text(model, tok, args.prompt, 32)!r}")
-    if (Path(data_folder) / "tokenizer.model").is_file() and not trainer.extra_files:
-        trainer.extra_files["tokenizer.model"] = (Path(data_folder) / "tokenizer.model").read_bytes()
+    trainer, meta, tok = resume_run(args, out) if args.resume else new_run(args, out, threads)
+    data_tokenizer = Path(trainer.meta["data_folder"]) / "tokenizer.model"
+    if data_tokenizer.is_file() and not trainer.extra_files:
+        trainer.extra_files["tokenizer.model"] = data_tokenizer.read_bytes()
     clock = {}
     if not args.resume and args.steps is None:
         trainer.callbacks.append(replan_at_warmup_end(args.minutes * 60 * 0.93, clock))
@@ -186,3 +117,86 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {ckpt}   loss plot: {out / LOSS_PLOT}")
     print(f"sample from it: minillama generate --checkpoint {ckpt} --prompt {args.prompt!r}")
     return 0
+
+
+def _loaders(data_folder: Path, seq_len: int, seed: int) -> tuple[ShardLoader, list]:
+    """The training loader and fixed validation batches of a shard folder."""
+    loader = ShardLoader(data_folder, seq_len, "train", seed=seed)
+    val_batches = fixed_batches(ShardLoader(data_folder, seq_len, "val", shuffle=False), rows=16, max_batches=4)
+    return loader, val_batches
+
+
+def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
+    """The interrupted run in `out`, its data's meta and its tokenizer (None if it has none)."""
+    ckpt = out / CHECKPOINT
+    state = read_trainer_state(ckpt)
+    data_folder = Path(state["meta"]["data_folder"])
+    tok_file = ckpt / "tokenizer.model"
+    tok = load_tokenizer(tok_file) if tok_file.is_file() else None
+    cfg = TrainConfig.from_dict(state["train_config"])
+    loader, val_batches = _loaders(data_folder, cfg.seq_len, cfg.seed)
+    trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
+    cfg = trainer.cfg
+    print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
+    if trainer.step >= cfg.max_steps:
+        print(f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
+              "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
+              "longer --minutes or --steps and another --out.", file=sys.stderr)
+    return trainer, read_meta(data_folder), tok
+
+
+def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
+    """A new run: data prepared, model built, schedule planned (from --steps, or from this machine's measured
+    speed and --minutes)."""
+    data_folder, meta, tok = prepare_data(args.data, out, args.tokenizer, ModelArgs.from_preset(args.preset).vocab_size,
+                                          args.limit_mb, args.seed)
+    seq_len = args.seq_len
+    loader, val_batches = _loaders(data_folder, seq_len, args.seed)
+    overrides = {k: v for k, v in (("dim", args.dim), ("n_layers", args.n_layers), ("n_heads", args.n_heads),
+                                   ("n_kv_heads", args.n_kv_heads)) if v is not None}
+    margs = ModelArgs.from_preset(args.preset, vocab_size=meta["vocab_size"], **overrides,
+                                  max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len))
+    model = Transformer(margs).init_weights(std=0.02, seed=args.seed)
+    cfg = TrainConfig(max_steps=10, lr=args.lr, min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
+                      warmup_steps=0, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+                      batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, seq_len=seq_len,
+                      bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
+                      seed=args.seed)
+    steps, ramp = _plan(args, model, cfg, loader, threads)
+    warmup = args.warmup if args.warmup is not None else min(200, max(5, steps // 20))
+    cfg = dataclasses.replace(
+        cfg, max_steps=steps, warmup_steps=min(warmup, steps), batch_ramp=ramp or (),
+        eval_every=args.eval_every if args.eval_every is not None else max(10, steps // 15),
+        ckpt_every=args.ckpt_every if args.ckpt_every is not None else max(10, steps // 10),
+        time_limit_s=args.minutes * 60 * 1.15 if args.steps is None else None)
+    tok_file = Path(data_folder) / "tokenizer.model"
+    extra = {"tokenizer.model": tok_file.read_bytes()} if tok_file.is_file() else {}
+    trainer = Trainer(model, loader, cfg, val_batches=val_batches, out_dir=out, extra_files=extra,
+                      meta={"data_folder": str(Path(data_folder).resolve()), "preset": args.preset,
+                            "data": args.data, "unigram_entropy": meta.get("unigram_entropy")})
+    n = model.num_params()
+    print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
+    print(f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
+          f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
+          f"train {meta['splits']['train']['tokens']:,} tokens, val "
+          f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
+          f"nats/token")
+    if tok is not None:
+        print(f"sample before training: {sample_text(model, tok, args.prompt, 32)!r}")
+    return trainer, meta, tok
+
+
+def _plan(args, model: Transformer, cfg: TrainConfig, loader, threads: int) -> tuple[int, tuple]:
+    """(optimizer steps, batch ramp): --steps as given, or as many as --minutes allow at the measured speed."""
+    ramp = () if args.no_ramp else None
+    if args.steps is not None:
+        total_tokens = args.steps * args.batch_size * cfg.seq_len
+        return args.steps, default_ramp(args.batch_size, cfg.seq_len, total_tokens) if ramp is None else ramp
+    tok_s = measure_tokens_per_s(model, cfg, loader)
+    total_tokens = int(0.93 * args.minutes * 60 * tok_s)
+    if ramp is None:
+        ramp = default_ramp(args.batch_size, cfg.seq_len, total_tokens)
+    steps = max(1, steps_for_tokens(total_tokens, ramp or ((0, args.batch_size),), cfg.seq_len))
+    print(f"measured {tok_s:,.0f} tokens/s on {threads} thread(s): {args.minutes:g} min ≈ "
+          f"{total_tokens:,} tokens ≈ {steps} steps")
+    return steps, ramp
