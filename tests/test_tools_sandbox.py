@@ -187,3 +187,256 @@ def test_refuses_when_isolation_is_too_weak(monkeypatch):
         Sandbox(timeout_s=1).close()
     with pytest.raises(ValueError, match="memory_mb"):
         Sandbox(memory_mb=1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Attacks from issue 13, run at every level this machine has: "bwrap" when installed, "namespaces" forced, and
+# "limits" only with the explicit opt-in. Most payloads use `guards=False` (or a subprocess) because the Python
+# guards are not a boundary: what must stop them is the operating system.
+# --------------------------------------------------------------------------------------------------------------
+STRONG = [lvl for lvl, key in (("bwrap", "bwrap"), ("namespaces", "unshare")) if INFO.get(key)]
+ALL_LEVELS = STRONG + (["limits"] if os.name == "posix" else [])
+linux_only = pytest.mark.skipif(sys.platform != "linux", reason="the attacks use Linux /proc and namespaces")
+
+
+def sandbox_at(level: str, **kw) -> Sandbox:
+    kw.setdefault("timeout_s", 5)
+    if level == "limits":
+        kw["allow_weak_isolation"] = True
+        with pytest.warns(RuntimeWarning):
+            return Sandbox(isolation=level, **kw)
+    return Sandbox(isolation=level, **kw)
+
+
+def processes_with(token: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if token in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture
+def host_file(outside_target):
+    outside_target.write_text("host data")
+    return outside_target
+
+
+@linux_only
+@pytest.mark.parametrize("level", ALL_LEVELS)
+def test_planted_symlinks_do_not_redirect_host_writes(level, host_file):
+    """Code swaps main.py (and a data file, and a folder) for symlinks to a host file: the host's next writes go
+    into the sandbox's own folder or are refused, never through the link."""
+    with sandbox_at(level, guards=False) as sb:
+        plant = ("import os\n"
+                 "for name in ('main.py', 'data.csv'):\n"
+                 "    if os.path.lexists(name):\n"
+                 "        os.remove(name)\n"
+                 f"    os.symlink({str(host_file)!r}, name)\n"
+                 f"os.symlink({str(host_file.parent)!r}, 'sub')\n")
+        assert sb.run(plant).ok
+        assert sb.run("print('second run')").stdout == "second run\n"
+        sb.add_file("data.csv", "written by the host")
+        try:
+            sb.add_file("sub/x.txt", "through a linked folder")
+        except ValueError:
+            pass
+        assert host_file.read_text() == "host data"
+        assert not (host_file.parent / "x.txt").exists()
+        assert sb.run("print(open('data.csv').read())").stdout == "written by the host\n"
+
+
+@linux_only
+@pytest.mark.parametrize("level", ALL_LEVELS)
+def test_planted_fifo_does_not_hang_the_host(level):
+    import threading
+
+    with sandbox_at(level, guards=False, timeout_s=2) as sb:
+        assert sb.run("import os\nfor n in ('main.py', 'data.csv'):\n    if os.path.lexists(n):\n"
+                      "        os.remove(n)\n    os.mkfifo(n)\n").ok
+        done = {}
+
+        def second():
+            done["run"] = sb.run("print('not stuck')")
+            sb.add_file("data.csv", "fine")
+            done["added"] = True
+
+        worker = threading.Thread(target=second, daemon=True)
+        start = time.monotonic()
+        worker.start()
+        worker.join(20)
+        assert not worker.is_alive(), "the host hung on a FIFO the code planted"
+        assert time.monotonic() - start < 2 + 10
+        assert done["run"].stdout == "not stuck\n" and done["added"]
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_host_secrets_are_not_readable(level, host_file):
+    host_file.chmod(0o600)
+    code = ("import subprocess\n"
+            f"for path in ('/etc/shadow', {str(host_file)!r}, {str(Path.home() / '.bashrc')!r}):\n"
+            "    r = subprocess.run(['cat', path], capture_output=True, text=True)\n"
+            "    print(path, repr(r.stdout[:200]), r.stderr.strip()[-80:])\n")
+    with sandbox_at(level, guards=False) as sb:
+        r = sb.run(code)
+    assert r.ok, r.as_tool_message()
+    assert "host data" not in r.stdout and "root:" not in r.stdout, r.stdout
+    if Path.home().joinpath(".bashrc").is_file():
+        assert Path.home().joinpath(".bashrc").read_text()[:40] not in r.stdout
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+@pytest.mark.parametrize("how", ["subprocess", "ctypes", "subclasses"])
+def test_writes_outside_are_blocked_by_the_os(level, how, outside_target, tmp_path):
+    targets = [str(outside_target), str(tmp_path / "pwned.txt")]
+    payload = {
+        "subprocess": "import subprocess\nfor t in {t}:\n    subprocess.run(['sh', '-c', f'echo pwned > {{t}}'])\n",
+        "ctypes": ("import ctypes, os\nlibc = ctypes.CDLL(None)\nfor t in {t}:\n"
+                   "    fd = libc.open(t.encode(), os.O_WRONLY | os.O_CREAT, 0o644)\n"
+                   "    print(t, fd)\n    fd >= 0 and libc.write(fd, b'pwned', 5)\n"),
+        "subclasses": ("io = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'FileIO'][0]\n"
+                       "for t in {t}:\n    try:\n        io(t, 'w').write(b'pwned')\n"
+                       "    except OSError as e:\n        print(t, e)\n"),
+    }[how].format(t=targets)
+    with sandbox_at(level) as sb:  # guards on: they must not be what stops these
+        sb.run(payload)
+    assert not outside_target.exists() and not (tmp_path / "pwned.txt").exists()
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_host_unix_sockets_are_unreachable(level, tmp_path):
+    servers, names = [], [str(tmp_path / "host.sock"), "\0minillama-test-" + uuid_hex()]
+    for name in names:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(name)
+        s.listen(4)
+        s.settimeout(0.3)
+        servers.append(s)
+    code = ("import socket\nfor name in " + repr(names) + ":\n    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n        s.connect(name)\n        print('connected', repr(name))\n"
+            "    except OSError as e:\n        print('refused', e)\n")
+    with sandbox_at(level, guards=False) as sb:
+        r = sb.run(code)
+    reached = []
+    for s in servers:
+        try:
+            s.accept()[0].close()
+            reached.append(True)
+        except OSError:
+            pass
+        s.close()
+    assert "connected" not in r.stdout and not reached, r.stdout
+
+
+def uuid_hex() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_code_runs_unprivileged_and_cannot_leave_its_cgroup(level):
+    code = ("import os, glob\nprint('uid', os.getuid(), os.geteuid())\n"
+            "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1])\n"
+            "for p in glob.glob('/sys/fs/cgroup/**/cgroup.procs', recursive=True) + "
+            "['/sys/fs/cgroup/pids/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs']:\n"
+            "    try:\n        open(p, 'w').write(str(os.getpid()))\n        print('moved', p)\n"
+            "    except OSError:\n        pass\n"
+            "try:\n    os.setuid(0)\n    print('setuid worked')\nexcept OSError:\n    print('no setuid')\n")
+    with sandbox_at(level, guards=False) as sb:
+        r = sb.run(code)
+    assert r.ok, r.as_tool_message()
+    lines = r.stdout.splitlines()
+    assert lines[0] != "uid 0 0" and lines[1] == "0000000000000000", r.stdout
+    assert "moved" not in r.stdout and "no setuid" in r.stdout
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_host_processes_are_out_of_reach(level, monkeypatch):
+    import subprocess as sp
+
+    monkeypatch.setenv("MINILLAMA_TEST_SECRET", "hunter2")
+    victim = sp.Popen(["sleep", "60"])
+    try:
+        code = ("import subprocess\n"
+                f"subprocess.run(['kill', '-9', '{victim.pid}', '{os.getpid()}'])\n"
+                f"r = subprocess.run(['cat', '/proc/{os.getpid()}/environ'], capture_output=True)\n"
+                "print(r.stdout)\n")
+        with sandbox_at(level, guards=False) as sb:
+            r = sb.run(code)
+        time.sleep(0.2)
+        assert victim.poll() is None, "the sandboxed code killed a host process"
+        assert "hunter2" not in r.stdout
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_no_network_even_through_a_subprocess(level):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.3)
+    port = server.getsockname()[1]
+    code = ("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import socket; "
+            f"socket.create_connection((\"127.0.0.1\", {port}), timeout=2); print(\"connected\")'])\n")
+    with sandbox_at(level) as sb:
+        r = sb.run(code)
+    try:
+        server.accept()[0].close()
+        reached = True
+    except OSError:
+        reached = False
+    server.close()
+    assert not reached and "connected" not in r.stdout
+
+
+@linux_only
+@pytest.mark.parametrize("level", ALL_LEVELS)
+def test_daemon_does_not_survive_the_call(level):
+    token = "minillama-daemon-" + uuid_hex()
+    code = ("import os, subprocess, sys, time\n"
+            "if os.fork() == 0:\n    os.setsid()\n"
+            "    p = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)', "
+            f"{token!r}], start_new_session=True)\n"
+            "    open('daemon.pid', 'w').write(str(p.pid))\n    os._exit(0)\n"
+            "time.sleep(0.5)\nprint('parent exits')\n")
+    with sandbox_at(level, guards=False) as sb:
+        r = sb.run(code)
+        assert r.ok and "daemon.pid" in r.files, r.as_tool_message()
+        time.sleep(0.3)
+        assert processes_with(token) == [], "a daemon outlived the call"
+        if level == "limits":  # same PID space as the host: the pid it wrote must be gone
+            pid = int((sb.workdir / "daemon.pid").read_text())
+            assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes()
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_work_folder_quota(level):
+    with sandbox_at(level, guards=False, disk_mb=16, file_mb=8) as sb:
+        r = sb.run("for i in range(8):\n    open(f'f{i}.bin', 'wb').write(b'x' * 4 * 2**20)\n")
+        assert r.status == "failed" and "16 MB" in r.message and "quota" in r.message, r.as_tool_message()
+        total = sum(p.stat().st_size for p in sb.workdir.rglob("*") if p.is_file())
+        assert total <= 16 * 2**20
+        assert sb.run("print('still works')").ok
+
+
+@linux_only
+@pytest.mark.parametrize("level", ALL_LEVELS)
+def test_numpy_imports_at_every_level(level):
+    pytest.importorskip("numpy")
+    with sandbox_at(level) as sb:
+        r = sb.run("import numpy as np\nprint(int(np.arange(10).sum()))")
+    assert r.stdout == "45\n", r.as_tool_message()
