@@ -46,6 +46,8 @@ class Toolbox:
     `builtin`: the built-in tools switched on (the system prompt lists them); `registry`: custom functions;
     `sandbox_kwargs`: limits for the code interpreter (`minillama.tools.sandbox.Sandbox`), whose working directory
     lives as long as the toolbox (files persist between calls within one run, like a notebook kernel's folder).
+    Without OS isolation (bubblewrap or Linux namespaces) the sandbox refuses model-written code and each call
+    returns that refusal as a `failed` message, unless `allow_weak_isolation=True` is passed.
     """
 
     def __init__(self, builtin=("code_interpreter", "wolfram_alpha", "brave_search"),
@@ -104,8 +106,16 @@ class Toolbox:
             return {"ok": False, "content": format_tool_result("failed", stderr=error["message"]), "error": error}
         name, args = call["tool_name"], call["arguments"]
         if name == "code_interpreter":
-            result = self.sandbox.run(args["code"])
-            return {"ok": result.ok, "content": result.as_tool_message(), "error": None if result.ok else
+            from minillama.tools.sandbox import SandboxRefused
+
+            try:
+                sandbox = self.sandbox
+            except SandboxRefused as exc:  # no OS isolation here and no opt-in: the model reads why
+                return {"ok": False, "content": format_tool_result("failed", stderr=str(exc)),
+                        "error": tool_error("sandbox_refused", str(exc), name)}
+            result = sandbox.run(args["code"])
+            content = result.as_tool_message(format_tool_result)
+            return {"ok": result.ok, "content": content, "error": None if result.ok else
                     tool_error("code_failed", result.message or "the code raised an exception", name)}
         if name == "wolfram_alpha":
             from minillama.tools.calculator import calculate
@@ -369,6 +379,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--timeout", type=float, default=10.0, help="sandbox wall-clock limit per run (s)")
     p.add_argument("--show-isolation", action="store_true", help="print the sandbox isolation level and exit")
+    p.add_argument("--allow-unsafe-sandbox", action="store_true",
+                   help="run model-written code even without OS isolation (no bubblewrap or user namespaces): "
+                        "then your files, the network and your other processes are NOT protected")
     return p
 
 
@@ -379,8 +392,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(detect_isolation(), indent=2))
         return 0
+    unsafe = {"allow_weak_isolation": True} if args.allow_unsafe_sandbox else {}
     if args.demo:
-        result = csv_demo(timeout_s=args.timeout)
+        result = csv_demo(timeout_s=args.timeout, **unsafe)
         print(format_transcript(result.messages))
         print(f"\n[{result.stop} after {len(result.steps)} model calls]")
         return 0
@@ -407,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = tuple(t for t in args.tools.split(",") if t)
     lm = TransformerModel(model, chat_format, max_new_tokens=args.max_new_tokens)
     requests = [args.prompt] if args.prompt else (line.strip() for line in sys.stdin if line.strip())
-    with Toolbox(builtin=tools, timeout_s=args.timeout) as toolbox:
+    with Toolbox(builtin=tools, timeout_s=args.timeout, **unsafe) as toolbox:
         for request in requests:
             result = Agent(lm, toolbox, max_steps=args.max_steps).run(request)
             print(format_transcript(result.messages))
