@@ -1,6 +1,7 @@
 """The code-interpreter sandbox contains hostile code and says what happened (short limits keep each test fast)."""
 
 import os
+import shutil
 import tempfile
 import socket
 import sys
@@ -89,7 +90,10 @@ def outside_target():
     """A writable host path outside /tmp (bubblewrap replaces /tmp by a private tmpfs, so a path there would merely
     be missing in the sandbox): the repository when it is not under /tmp (CI may clone there), else the home."""
     here = Path(__file__).resolve().parent
-    folder = next(p for p in (here, Path.home(), Path.cwd()) if not str(p).startswith(tempfile.gettempdir()))
+    folder = next((p for p in (here, Path.home(), Path.cwd())
+                   if not str(p).startswith(tempfile.gettempdir()) and os.access(p, os.W_OK)), None)
+    if folder is None:
+        pytest.skip("no writable folder outside /tmp for this user")
     target = folder / f".sandbox-probe-{os.getpid()}.txt"
     yield target
     target.unlink(missing_ok=True)
@@ -477,13 +481,18 @@ def test_daemon_does_not_survive_the_call(level):
 
 
 @linux_only
-@pytest.mark.parametrize("level", STRONG)
+@pytest.mark.parametrize("level", ALL_LEVELS)
 def test_work_folder_quota(level):
+    """Inside the namespaces the folder is a tmpfs of disk_mb: writing past it fails and nothing over it comes back;
+    at "limits" (opted in) the quota is only checked after the run, and the message says so."""
     with sandbox_at(level, guards=False, disk_mb=16, file_mb=8) as sb:
         r = sb.run("for i in range(8):\n    open(f'f{i}.bin', 'wb').write(b'x' * 4 * 2**20)\n")
-        assert r.status == "failed" and "16 MB" in r.message and "quota" in r.message, r.as_tool_message()
+        assert "16 MB" in r.message and "quota" in r.message, r.as_tool_message()
         total = sum(p.stat().st_size for p in sb.workdir.rglob("*") if p.is_file())
-        assert total <= 16 * 2**20
+        if level == "limits":
+            assert "only checked after the run" in r.message
+        else:
+            assert r.status == "failed" and total <= 16 * 2**20
         assert sb.run("print('still works')").ok
 
 
@@ -508,3 +517,48 @@ def test_agent_refuses_without_isolation_unless_opted_in(monkeypatch, capsys):
     with pytest.warns(RuntimeWarning, match="opted in"):
         assert main(["--demo", "--allow-unsafe-sandbox"]) == 0
     assert "answered after 3 model calls" in capsys.readouterr().out
+
+
+def _closed_to_others(path: Path) -> Path | None:
+    """The outermost folder on `path` that other users cannot enter (e.g. /root, mode 0700), else None."""
+    for folder in [*reversed(path.parents), path]:
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or not STRONG or os.environ.get("MINILLAMA_NOBODY")
+                    or not shutil.which("setpriv"), reason="runs as root: drops to uid 65534 to test a learner's "
+                    "non-root host (needs unshare and setpriv)")
+def test_attacks_from_a_non_root_host(tmp_path):
+    """A learner runs the agent as a normal user: rerun the attack tests from a host process with uid 65534 (in a
+    private mount namespace where the Python install is reachable for that uid even when it lives under /root)."""
+    import subprocess
+
+    prefix = Path(sys.prefix).resolve()
+    repo = Path(__file__).resolve().parent.parent
+    if _closed_to_others(repo) is not None:
+        pytest.skip(f"the repository is not readable for other users ({_closed_to_others(repo)})")
+    closed = _closed_to_others(prefix)
+    home = Path("/var/tmp") / f"minillama-nobody-{os.getpid()}"  # a writable folder outside /tmp for that uid
+    home.mkdir(exist_ok=True)
+    os.chown(home, 65534, 65534)
+    setup = "set -e\n"
+    if closed is not None:  # cover the closed folder with a tmpfs that holds only the Python install
+        aside = tmp_path / "python"
+        aside.mkdir()
+        setup += (f"mount --bind {prefix} {aside}\nmount -t tmpfs -o mode=0755 tmpfs {closed}\n"
+                  f"mkdir -p {prefix}\nmount --bind {aside} {prefix}\n")
+    setup += (f"cd {repo}\nexec setpriv --reuid 65534 --regid 65534 --clear-groups env -i PATH=/usr/bin:/bin "
+              f"HOME={home} PYTHONPATH={repo} MINILLAMA_NOBODY=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg "
+              f"{sys.executable} -m pytest {Path(__file__).resolve()} -q -p no:cacheprovider -x "
+              "-k 'planted or secrets or writes_outside or sockets or unprivileged or out_of_reach or daemon "
+              "or quota or numpy or fork_bomb or network'")
+    try:
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", setup], capture_output=True, text=True, timeout=600)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    assert out.returncode == 0 and " passed" in summary, out.stdout[-3000:] + out.stderr[-2000:]
+    assert int(summary.split(" passed")[0].split()[-1]) >= 20, summary  # the attacks ran, not skipped
