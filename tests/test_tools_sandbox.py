@@ -225,7 +225,7 @@ def test_sandbox_module_is_stdlib_only():
             "module = sys.modules['sandbox_alone'] = importlib.util.module_from_spec(spec)\n"
             "spec.loader.exec_module(module)\nassert module.Sandbox and module.detect_isolation\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'minillama')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -236,7 +236,7 @@ def test_importing_the_sandbox_through_the_package_loads_no_torch():
 
     code = ("import sys\nimport minillama.tools.sandbox\n"
             "print([m for m in ('torch', 'minillama.model', 'minillama.generate') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
@@ -554,11 +554,30 @@ def test_attacks_from_a_non_root_host(tmp_path):
               f"HOME={home} PYTHONPATH={repo} MINILLAMA_NOBODY=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg "
               f"{sys.executable} -m pytest {Path(__file__).resolve()} -q -p no:cacheprovider -x "
               "-k 'planted or secrets or writes_outside or sockets or unprivileged or out_of_reach or daemon "
-              "or quota or numpy or fork_bomb or network'")
+              "or quota or numpy or fork_bomb or network or sparse'")
     try:
-        out = subprocess.run(["unshare", "--mount", "sh", "-c", setup], capture_output=True, text=True, timeout=600)
+        out = subprocess.run(["unshare", "--mount", "sh", "-c", setup], capture_output=True, text=True, timeout=600,
+                             check=False)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     assert out.returncode == 0 and " passed" in summary, out.stdout[-3000:] + out.stderr[-2000:]
     assert int(summary.split(" passed")[0].split()[-1]) >= 20, summary  # the attacks ran, not skipped
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_sparse_files_and_the_supervisor_are_out_of_reach(level, tmp_path):
+    """Sparse files cannot turn the quota into gigabytes on the host disk, and the supervisor's descriptors (one of
+    them is the host's working folder) cannot be reached through /proc."""
+    code = ("import os\nfor i in range(6):\n    with open(f's{i}.bin', 'wb') as f:\n        f.truncate(7 * 2**20)\n"
+            "for pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n"
+            "        try:\n            fds = os.listdir(f'/proc/{pid}/fd')\n        except OSError:\n            continue\n"
+            "        for fd in fds:\n            try:\n"
+            "                open(f'/proc/{pid}/fd/{fd}/pwned.txt', 'w').write('x')\n"
+            "                print('wrote through', pid, fd)\n            except OSError:\n                pass\n")
+    with sandbox_at(level, guards=False, disk_mb=16, file_mb=8) as sb:
+        r = sb.run(code)
+        total = sum(p.stat().st_size for p in sb.workdir.rglob("*") if p.is_file())
+        assert total <= 16 * 2**20 and "over the quota" in r.message, (total, r.as_tool_message())
+        assert "wrote through" not in r.stdout and not (sb.workdir / "pwned.txt").exists(), r.stdout

@@ -36,7 +36,6 @@ import os
 import platform
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -84,7 +83,7 @@ def _python_paths(python: str) -> list[str]:
              "sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))] + sys.path))")
     found = [os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))]
     try:
-        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=30,
+        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=30, check=False,
                              stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
         found += json.loads(out.stdout)
     except (OSError, ValueError, subprocess.SubprocessError):
@@ -344,7 +343,15 @@ def sync(src_dir, dst_dir, rel="", owner=None):
             finally:
                 os.close(src)
                 os.close(dst)
-        elif name not in present:
+        elif budget[0] < st.st_size:  # sparse files could grow past the quota once copied
+            if name in present:
+                remove(dst_dir, name)
+            if len(status["skipped"]) < 20:
+                status["skipped"].append(rel + name + " (over the quota)")
+        else:
+            budget[0] -= st.st_size
+            if name in present:  # unchanged
+                continue
             try:
                 copy_file(src_dir, dst_dir, name, st, owner)
             except PermissionError:
@@ -353,6 +360,7 @@ def sync(src_dir, dst_dir, rel="", owner=None):
 
 # -- the run ------------------------------------------------------------------------------------------------------
 workdir = cfg["workdir"]
+budget = [cfg["disk_bytes"]]  # bytes that sync() may still copy (apparent sizes)
 isolated = cfg["level"] in ("namespaces", "bwrap")
 _prctl(4, 0)  # PR_SET_DUMPABLE 0: the code (maybe the same uid) cannot ptrace this process or open its fds
 _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of the code (daemons) become children of this process
@@ -460,6 +468,7 @@ if isolated:
     try:
         os.chdir("/")
         here = os.open(workdir, D_FLAGS)
+        budget = [cfg["disk_bytes"]]
         sync(here, cfg["host_fd"])
     except (OSError, RecursionError) as exc:
         status["error"] = f"the working folder could not be copied back: {exc}"
