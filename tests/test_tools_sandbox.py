@@ -18,6 +18,7 @@ LEVEL = INFO["level"]
 OS_ISOLATED = LEVEL in ("bwrap", "namespaces")
 STRONG = [lvl for lvl, key in (("bwrap", "bwrap"), ("namespaces", "unshare")) if INFO.get(key)]  # forced below
 ALL_LEVELS = STRONG + (["limits"] if os.name == "posix" else [])  # "limits" only with the explicit opt-in
+WEAK = {} if OS_ISOLATED else {"allow_weak_isolation": True}  # the generic tests opt in where nothing stronger works
 needs_posix = pytest.mark.skipif(os.name != "posix", reason="resource limits need POSIX")
 
 
@@ -35,23 +36,23 @@ def leftover_processes(workdir: Path) -> list[int]:
 
 
 def test_runs_code_and_formats_the_result():
-    r = run_code("print(6 * 7)", timeout_s=5)
+    r = run_code("print(6 * 7)", **WEAK, timeout_s=5)
     assert r.ok and r.stdout == "42\n" and r.returncode == 0
     assert r.as_tool_message() == "completed\n[stdout]42\n[/stdout]"
-    bad = run_code("1/0", timeout_s=5)
+    bad = run_code("1/0", **WEAK, timeout_s=5)
     assert bad.status == "failed" and "ZeroDivisionError" in bad.stderr
     assert bad.as_tool_message().startswith("failed\n[stderr]Traceback")
 
 
 def test_reports_isolation_level():
     assert LEVEL in sandbox_mod.LEVELS
-    with Sandbox(timeout_s=5) as sb:
+    with Sandbox(**WEAK, timeout_s=5) as sb:
         assert sb.isolation == LEVEL and sb.run("pass").isolation == LEVEL
 
 
 def test_infinite_loop_hits_wall_clock():
     start = time.monotonic()
-    with Sandbox(timeout_s=1, cpu_s=30) as sb:
+    with Sandbox(**WEAK, timeout_s=1, cpu_s=30) as sb:
         r = sb.run("while True:\n    pass")
         assert r.timed_out and r.status == "failed" and "wall-clock limit of 1 s" in r.message
         assert time.monotonic() - start < 10
@@ -60,21 +61,22 @@ def test_infinite_loop_hits_wall_clock():
 
 @needs_posix
 def test_cpu_limit():
-    r = run_code("while True:\n    pass", timeout_s=20, cpu_s=1)
+    r = run_code("while True:\n    pass", **WEAK, timeout_s=20, cpu_s=1)
     assert not r.timed_out and "CPU time limit of 1 s" in r.message
 
 
 @needs_posix
 def test_memory_bomb():
-    r = run_code("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))", timeout_s=10, memory_mb=200)
+    bomb = "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))"
+    r = run_code(bomb, **WEAK, timeout_s=10, memory_mb=200)
     assert r.status == "failed" and "memory limit of 200 MB" in r.message
-    assert run_code("print(len(bytearray(10 * 2**20)))", timeout_s=10, memory_mb=200).stdout == "10485760\n"
+    assert run_code("print(len(bytearray(10 * 2**20)))", **WEAK, timeout_s=10, memory_mb=200).stdout == "10485760\n"
 
 
 @needs_posix
 def test_fork_bomb_is_contained():
     start = time.monotonic()
-    with Sandbox(timeout_s=2, max_processes=8) as sb:
+    with Sandbox(**WEAK, timeout_s=2, max_processes=8) as sb:
         r = sb.run("import os\nwhile True:\n    os.fork()")
         assert r.status == "failed"
         # the guard's fork counter and the pids cgroup (whichever stops it first) both name the limit
@@ -82,7 +84,7 @@ def test_fork_bomb_is_contained():
         time.sleep(0.2)
         assert leftover_processes(sb.workdir) == []
     assert time.monotonic() - start < 15
-    assert run_code("print('host still forks')", timeout_s=5).ok
+    assert run_code("print('host still forks')", **WEAK, timeout_s=5).ok
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def outside_target():
 
 def test_write_outside_directory_is_refused(outside_target):
     target = outside_target
-    with Sandbox(timeout_s=5) as sb:
+    with Sandbox(**WEAK, timeout_s=5) as sb:
         r = sb.run(f"open({str(target)!r}, 'w').write('pwned')\n")
         assert r.status == "failed" and "Refused by the sandbox" in r.message
         assert not target.exists()
@@ -113,9 +115,9 @@ def test_write_outside_directory_is_refused(outside_target):
 @pytest.mark.skipif(not OS_ISOLATED, reason="a read-only view of the file system needs OS isolation")
 def test_file_system_is_read_only_even_without_guards(outside_target):
     """System folders are visible read-only; the rest of the host (the repository, homes, /run) is not there."""
-    r = run_code("open('/usr/llama-was-here', 'w').write('pwned')\n", timeout_s=5, guards=False)
+    r = run_code("open('/usr/llama-was-here', 'w').write('pwned')\n", **WEAK, timeout_s=5, guards=False)
     assert "read-only" in r.message and not Path("/usr/llama-was-here").exists()
-    r = run_code(f"open({str(outside_target)!r}, 'w').write('pwned')\n", timeout_s=5, guards=False)
+    r = run_code(f"open({str(outside_target)!r}, 'w').write('pwned')\n", **WEAK, timeout_s=5, guards=False)
     assert r.status == "failed" and "No such file or directory" in r.stderr and not outside_target.exists()
 
 
@@ -124,7 +126,7 @@ def test_parent_environment_is_not_visible(monkeypatch):
     code = ("import os\nprint(sorted(os.environ))\nprint(os.environ.get('MINILLAMA_TEST_SECRET'))\n"
             f"try:\n    print(open('/proc/{os.getpid()}/environ').read())\n"
             "except Exception as e:\n    print('blocked', type(e).__name__)\n")
-    r = run_code(code, timeout_s=5)
+    r = run_code(code, **WEAK, timeout_s=5)
     assert r.ok and "hunter2" not in r.stdout and "blocked" in r.stdout
     assert "MINILLAMA_TEST_SECRET" not in r.stdout
 
@@ -137,7 +139,7 @@ def test_network_connection_is_refused(guards):
     server.listen(1)  # a connection attempt would wait in the backlog until we accept below
     port = server.getsockname()[1]
     code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('connected')"
-    r = run_code(code, timeout_s=5, guards=guards)
+    r = run_code(code, **WEAK, timeout_s=5, guards=guards)
     server.settimeout(0.2)
     try:
         conn, _ = server.accept()
@@ -156,7 +158,7 @@ def test_network_connection_is_refused(guards):
 
 def test_output_flood_is_truncated():
     start = time.monotonic()
-    r = run_code("while True:\n    print('x' * 1000)", timeout_s=5, max_output=500)
+    r = run_code("while True:\n    print('x' * 1000)", **WEAK, timeout_s=5, max_output=500)
     assert r.truncated and "truncated" in r.message
     assert len(r.stdout) < 700 and "output truncated" in r.stdout
     assert time.monotonic() - start < 10
@@ -164,7 +166,7 @@ def test_output_flood_is_truncated():
 
 def test_reason_is_found_past_the_truncated_output():
     """A long traceback is cut to max_output, but the message still names its last line (the actual error)."""
-    r = run_code("import sys\nsys.stderr.write('noise ' * 500)\nraise MemoryError", timeout_s=5, max_output=200)
+    r = run_code("import sys\nsys.stderr.write('noise ' * 500)\nraise MemoryError", **WEAK, timeout_s=5, max_output=200)
     assert r.truncated and "MemoryError" not in r.stderr
     assert r.message.startswith("Failed: the memory limit") and r.message.endswith("per stream.")
 
@@ -174,12 +176,12 @@ def test_interpreter_in_an_environment_under_tmp(tmp_path):
     env_bin = tmp_path / "env" / "bin"
     env_bin.mkdir(parents=True)
     (env_bin / "python").symlink_to(os.path.realpath(sys.executable))
-    r = run_code("print(6 * 7)", timeout_s=5, python=str(env_bin / "python"))
+    r = run_code("print(6 * 7)", **WEAK, timeout_s=5, python=str(env_bin / "python"))
     assert r.ok and r.stdout == "42\n", r.as_tool_message()
 
 
 def test_private_working_directory_and_files():
-    with Sandbox(timeout_s=5, files={"data.csv": "a,b\n1,2\n"}) as one, Sandbox(timeout_s=5) as two:
+    with Sandbox(**WEAK, timeout_s=5, files={"data.csv": "a,b\n1,2\n"}) as one, Sandbox(**WEAK, timeout_s=5) as two:
         assert one.workdir != two.workdir and oct(one.workdir.stat().st_mode)[-3:] == "700"
         assert one.run("print(open('data.csv').read().split()[1])").stdout == "1,2\n"
         assert two.run("import os\nprint(os.path.exists('data.csv'))").stdout == "False\n"
@@ -572,7 +574,8 @@ def test_sparse_files_and_the_supervisor_are_out_of_reach(level, tmp_path):
     them is the host's working folder) cannot be reached through /proc."""
     code = ("import os\nfor i in range(6):\n    with open(f's{i}.bin', 'wb') as f:\n        f.truncate(7 * 2**20)\n"
             "for pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n"
-            "        try:\n            fds = os.listdir(f'/proc/{pid}/fd')\n        except OSError:\n            continue\n"
+            "        try:\n            fds = os.listdir(f'/proc/{pid}/fd')\n"
+            "        except OSError:\n            continue\n"
             "        for fd in fds:\n            try:\n"
             "                open(f'/proc/{pid}/fd/{fd}/pwned.txt', 'w').write('x')\n"
             "                print('wrote through', pid, fd)\n            except OSError:\n                pass\n")
@@ -581,3 +584,27 @@ def test_sparse_files_and_the_supervisor_are_out_of_reach(level, tmp_path):
         total = sum(p.stat().st_size for p in sb.workdir.rglob("*") if p.is_file())
         assert total <= 16 * 2**20 and "over the quota" in r.message, (total, r.as_tool_message())
         assert "wrote through" not in r.stdout and not (sb.workdir / "pwned.txt").exists(), r.stdout
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="probes Linux tools")
+def test_detection_falls_back_and_says_why(monkeypatch):
+    """Detection really runs each level: without bubblewrap it picks "namespaces" when that works, and without
+    both it ends at "limits", which the sandbox refuses unless opted in."""
+    real_which = shutil.which
+    monkeypatch.setattr(sandbox_mod, "_DETECTED", None)
+    monkeypatch.setattr(sandbox_mod.shutil, "which", lambda name: None if name == "bwrap" else real_which(name))
+    info = detect_isolation()
+    assert info["why"]["bwrap"] == "bwrap is not installed"
+    assert info["level"] == ("namespaces" if INFO["unshare"] else "limits")
+    monkeypatch.setattr(sandbox_mod, "_DETECTED", None)
+    monkeypatch.setattr(sandbox_mod.shutil, "which", lambda name: None if name in ("bwrap", "unshare") else
+                        real_which(name))
+    info = detect_isolation()
+    assert info["level"] == "limits" and not info["bwrap"] and not info["unshare"]
+    with pytest.raises(sandbox_mod.SandboxRefused, match="unshare is not installed"):
+        Sandbox(timeout_s=1)
+    with pytest.warns(RuntimeWarning):
+        assert run_code("print(6 * 7)", timeout_s=5, allow_weak_isolation=True).stdout == "42\n"
+    with pytest.warns(RuntimeWarning):
+        r = run_code("print(6 * 7)", timeout_s=5, isolation="guards", allow_weak_isolation=True)
+    assert r.stdout == "42\n" and r.isolation == "guards"
