@@ -453,11 +453,13 @@ def sweep():
                 pass
         while True:  # reap the orphans that came to this process
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 pid = 0
             if pid == 0:
                 break
+            if pid == child.pid:  # reaped here: Popen would otherwise report exit status 0
+                child.returncode = os.waitstatus_to_exitcode(wait_status)
         if not found and child.returncode is not None:
             return
         time.sleep(0.01)
