@@ -608,3 +608,13 @@ def test_detection_falls_back_and_says_why(monkeypatch):
     with pytest.warns(RuntimeWarning):
         r = run_code("print(6 * 7)", timeout_s=5, isolation="guards", allow_weak_isolation=True)
     assert r.stdout == "42\n" and r.isolation == "guards"
+
+
+@linux_only
+@pytest.mark.parametrize("level", STRONG)
+def test_files_written_before_a_timeout_are_kept(level):
+    """The supervisor enforces the wall-clock limit itself, kills the run, then still copies the folder back."""
+    with sandbox_at(level, timeout_s=1) as sb:
+        r = sb.run("open('partial.txt', 'w').write('saved')\nwhile True:\n    pass")
+        assert r.timed_out and "wall-clock limit of 1 s" in r.message
+        assert (sb.workdir / "partial.txt").read_text() == "saved" and "partial.txt" in r.files
