@@ -51,7 +51,7 @@ __all__ = ["Sandbox", "SandboxRefused", "SandboxResult", "detect_isolation", "mo
 LEVELS = ("none", "guards", "limits", "namespaces", "bwrap")  # weakest -> strongest
 STRONG = ("namespaces", "bwrap")
 SANDBOX_UID = 65534  # "nobody": the uid the code runs as inside the namespaces
-UNPROTECTED = "your files, the network and your other processes"
+UNPROTECTED = "your files, the network or your other processes"
 
 
 class SandboxRefused(RuntimeError):
@@ -734,7 +734,7 @@ def detect_isolation(refresh: bool = False) -> dict:
 def _refusal(level: str, info: dict) -> str:
     why = "; ".join(f"{k}: {v}" for k, v in info.get("why", {}).items()) or f"isolation {level!r} was asked for"
     return (f"Refusing to run model-written code: the only isolation here is {level!r} ({why}), which does not "
-            f"protect {UNPROTECTED} (files, network, processes). Install bubblewrap (apt-get install bubblewrap) or "
+            f"protect {UNPROTECTED}. Install bubblewrap (apt-get install bubblewrap) or "
             "allow unprivileged user namespaces, or opt in with Sandbox(allow_weak_isolation=True) / "
             "`minillama chat --allow-unsafe-sandbox`.")
 
