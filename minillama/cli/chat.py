@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--timeout", type=float, default=10.0, help="sandbox wall-clock limit per run (s)")
     p.add_argument("--show-isolation", action="store_true", help="print the sandbox isolation level and exit")
+    p.add_argument("--allow-unsafe-sandbox", action="store_true",
+                   help="run model-written code even without OS isolation (no bubblewrap or user namespaces): "
+                        "then your files, the network and your other processes are NOT protected")
     return p
 
 
@@ -38,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.show_isolation:
         print(json.dumps(detect_isolation(), indent=2))
         return 0
+    unsafe = {"allow_weak_isolation": True} if args.allow_unsafe_sandbox else {}
     if args.demo:
-        result = csv_demo(timeout_s=args.timeout)
+        result = csv_demo(timeout_s=args.timeout, **unsafe)
         print(format_transcript(result.messages))
         print(f"\n[{result.stop} after {len(result.steps)} model calls]")
         return 0
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = tuple(t for t in args.tools.split(",") if t)
     lm = TransformerModel(model, chat_format, max_new_tokens=args.max_new_tokens)
     requests = [args.prompt] if args.prompt else (line.strip() for line in sys.stdin if line.strip())
-    with Toolbox(builtin=tools, timeout_s=args.timeout) as toolbox:
+    with Toolbox(builtin=tools, timeout_s=args.timeout, **unsafe) as toolbox:
         for request in requests:
             result = Agent(lm, toolbox, max_steps=args.max_steps).run(request)
             print(format_transcript(result.messages))

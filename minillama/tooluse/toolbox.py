@@ -11,7 +11,7 @@ from minillama.tooluse.format import format_tool_result
 from minillama.tooluse.prompts import builtin_system_prompt
 from minillama.tooluse.tools.calculator import calculate
 from minillama.tooluse.tools.registry import ToolRegistry
-from minillama.tooluse.tools.sandbox import Sandbox
+from minillama.tooluse.tools.sandbox import Sandbox, SandboxRefused
 from minillama.tooluse.tools.search import brave_search
 
 __all__ = ["Toolbox"]
@@ -23,7 +23,8 @@ class Toolbox:
     `builtin`: the built-in tools switched on (the system prompt lists them); `registry`: custom functions;
     `sandbox_kwargs`: limits for the code interpreter (`minillama.tooluse.tools.sandbox.Sandbox`), whose working
     directory lives as long as the toolbox (files persist between calls within one run, like a notebook kernel's
-    folder).
+    folder). Without OS isolation (bubblewrap or Linux namespaces) the sandbox refuses model-written code and each
+    call returns that refusal as a `failed` message, unless `allow_weak_isolation=True` is passed.
     """
 
     def __init__(self, builtin=("code_interpreter", "wolfram_alpha", "brave_search"),
@@ -80,7 +81,12 @@ class Toolbox:
             return {"ok": False, "content": format_tool_result("failed", stderr=error["message"]), "error": error}
         name, args = call["tool_name"], call["arguments"]
         if name == "code_interpreter":
-            result = self.sandbox.run(args["code"])
+            try:
+                sandbox = self.sandbox
+            except SandboxRefused as exc:  # no OS isolation here and no opt-in: the model reads why
+                return {"ok": False, "content": format_tool_result("failed", stderr=str(exc)),
+                        "error": tool_error("sandbox_refused", str(exc), name)}
+            result = sandbox.run(args["code"])
             return {"ok": result.ok, "content": result.as_tool_message(), "error": None if result.ok else
                     tool_error("code_failed", result.message or "the code raised an exception", name)}
         if name == "wolfram_alpha":
