@@ -52,7 +52,9 @@ def test_cached_decoding_matches_transformers(name):
         pieces += [model(tokens[:, p:p + 1], start_pos=p) for p in range(10, 20)]
         pieces.append(model(tokens[:, 20:], start_pos=20))  # several new tokens after a cache: the offset mask
         model.reset_cache()
-    torch.testing.assert_close(torch.cat(pieces, dim=1), reference, atol=1e-5, rtol=1e-5)
+    # The cache computes the same sums in another order (prefill, then one row at a time): with logits up to ~7.5,
+    # float32 rounding reaches 1.05e-5 on one of 5,820 logits (gqa4-scaled32), so the bound here is 2e-5.
+    torch.testing.assert_close(torch.cat(pieces, dim=1), reference, atol=2e-5, rtol=1e-5)
 
 
 def test_positions_beyond_original_context_use_scaling():
