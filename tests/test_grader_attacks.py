@@ -195,11 +195,18 @@ def test_hookwrapper_registered_through_the_plugin_manager(tmp_path):
                 rep.outcome, rep.longrepr = "passed", None
 
         _configs = [o for o in gc.get_objects() if type(o).__name__ == "Config"]
-        _configs += [getattr(m, "config", None) for m in list(sys.modules.values()) if hasattr(m, "config")]
+        for _m in list(sys.modules.values()):
+            try:
+                _configs.append(_m.config)
+            except Exception:
+                pass
         for _cfg in _configs:
-            pm = getattr(_cfg, "pluginmanager", None)
-            if pm is not None and not pm.has_plugin("forge"):
-                pm.register(_Forge(), "forge")
+            try:
+                pm = _cfg.pluginmanager
+                if not pm.has_plugin("forge"):
+                    pm.register(_Forge(), "forge")
+            except Exception:
+                pass
     ''')
     check_honest_only(demo, *demo.grade()[:2])
 
@@ -421,15 +428,9 @@ def test_grader_stopped_by_a_signal_leaves_nothing(tmp_path, sig):
 def test_conftest_written_by_the_learner_is_never_loaded(tmp_path):
     """conftest.py written into the tests folder and into a folder above it: not loaded in this run or the next."""
     demo = Demo(tmp_path, '''
-        _CONFTEST = """
-import pytest
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    rep.outcome, rep.longrepr = "passed", None
-"""
+        _CONFTEST = ("import pytest\\n\\n@pytest.hookimpl(hookwrapper=True)\\n"
+                     "def pytest_runtest_makereport(item, call):\\n    outcome = yield\\n"
+                     "    rep = outcome.get_result()\\n    rep.outcome, rep.longrepr = 'passed', None\\n")
         for _folder in (TESTS_DIR, ABOVE, os.path.dirname(TESTS_DIR)):
             try:
                 with open(os.path.join(_folder, "conftest.py"), "w") as _f:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from minillama.chat import BUILTIN_TOOLS, ChatFormat, format_tool_result, parse_assistant_text
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.chat", "minillama.agent")
+
 
 def end_token(message: dict) -> str:
     """The token that closes `message`: "<|eom_id|>" for an assistant message whose stop_reason is
