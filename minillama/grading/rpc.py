@@ -387,6 +387,8 @@ def mutable_handles(args, kwargs) -> list:
         if isinstance(o, (list, dict, set, torch.Tensor, np.ndarray)):
             seen.add(id(o))
             out.append(o)
+        if isinstance(o, (list, dict, set)) and len(o) >= BIG_CONTAINER:
+            return  # sent once per worker and never written back: not walked (a 128K-entry rank table per call)
         if isinstance(o, (list, tuple)):
             for x in o:
                 visit(x, depth + 1)
@@ -734,8 +736,10 @@ class WorkerPool:
 
     def _drop_other_chapters(self, key: tuple) -> None:
         """Keep idle learner workers of this chapter only (a full grading run visits twelve chapters)."""
+        if key[0] != "learner":
+            return
         for other in list(self.idle):
-            if other != key and other[0] == "learner" and other[2] != key[2]:
+            if other[0] == "learner" and other[2] != key[2]:
                 for w in self.idle.pop(other):
                     w.close()
 
