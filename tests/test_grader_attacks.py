@@ -497,3 +497,42 @@ def test_every_test_hangs_within_the_total_budget(tmp_path):
     assert any("took longer than 2 s" in r for r in reasons), reasons
     assert elapsed < 8 + 15, elapsed
     assert demo.leftovers() == []
+
+
+MEMORY_TESTS = '''
+import pytest
+
+CHAPTER = "ch97_demo"
+
+
+@pytest.mark.points(1)
+def test_address_space_is_capped(impl):
+    assert 0 < impl.limit() <= 16 * 2**30
+
+
+@pytest.mark.points(1)
+def test_hog(impl):
+    assert impl.hog() == 1
+
+
+@pytest.mark.points(1)
+def test_add_after_the_hog(impl):
+    assert impl.add(1, 1) == 2
+'''
+
+
+def test_memory_is_capped_per_worker(tmp_path):
+    """The worker runs under an address-space limit: asking for 40 GiB fails that test only (MemoryError)."""
+    demo = Demo(tmp_path, '''
+        import resource
+
+        def limit():
+            return resource.getrlimit(resource.RLIMIT_AS)[0]
+
+        def hog():
+            return len(bytearray(40 * 2**30)) and 1
+    ''', tests=MEMORY_TESTS)
+    proc, data, _ = demo.grade()
+    assert data is not None, proc.stdout + proc.stderr
+    assert scores(data) == {"test_address_space_is_capped": 1.0, "test_hog": 0.0, "test_add_after_the_hog": 1.0}
+    assert "MemoryError" in outputs(data)["test_hog"]

@@ -16,7 +16,8 @@ atomically at the end.
 
 A learner's function that hangs is stopped at the per-test timeout (`--timeout`) and its worker killed; one that
 crashes or exits kills only its worker. Either way that test scores 0 with a one-line reason and the next test gets a
-fresh worker. A total budget (`--budget`) bounds the whole run: tests not reached are "not run (time budget)".
+fresh worker. pytest itself is never restarted (a restart would collect test files the learner's code could have
+rewritten): if it is killed, the tests it did not reach score 0. A total budget (`--budget`) bounds the whole run: tests not reached are "not run (time budget)".
 
 `--self-check` proves the tests can tell right from wrong: for every chapter, the reference must score 100%, the
 untouched stubs 0, and each deliberate mistake (mutant) must fail at least one test.
@@ -111,66 +112,58 @@ def run_tests(chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S,
     collected: dict[str, dict] = {}
     results: dict[str, dict] = {}
     with _supervising(), tempfile.TemporaryDirectory(prefix="minillama-grade-") as tmp:
-        deselect: list[str] = []
-        for _attempt in range(200):
-            rfd, wfd = os.pipe()
-            cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                   "-o", "addopts=", "-p", "minillama.grading.plugin", "-p", "pytest_timeout", "--noconftest",
-                   "--confcutdir", str(tests_dir()), "--impl", impl, "--grade-fd", str(wfd),
-                   f"--grade-timeout={timeout}", f"--grade-budget-deadline={budget_deadline}",
-                   f"--timeout={timeout + WATCHDOG_SLACK_S // 2}", "--timeout-method=signal", "-W", "ignore",
-                   "--rootdir", str(repo_root()), "-c", os.devnull]
-            for nodeid in deselect:
-                cmd += ["--deselect", nodeid]
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_ADDOPTS", "PYTEST_PLUGINS"))}
-            env.update(OMP_NUM_THREADS="1", MINILLAMA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1",
-                       PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-            events = _Events(rfd)
-            try:
-                with open(Path(tmp) / "pytest.log", "ab") as out:
-                    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=env, cwd=os.getcwd(), start_new_session=True, pass_fds=(wfd,))
-                    os.close(wfd)
-                    try:
-                        killed = _watch(proc, events, timeout + WATCHDOG_SLACK_S, budget_deadline + WATCHDOG_SLACK_S)
-                    finally:
-                        if proc.poll() is None:
-                            _kill_group(proc)
-                        rpc.kill_tree([proc.pid])
-                events.pump()
-            finally:
-                os.close(rfd)
-            started = []
-            for e in events.events:
-                if e.get("event") == "collected":
-                    collected.setdefault(e["nodeid"], e)
-                elif e.get("event") == "result" and e["nodeid"] not in results:
-                    results[e["nodeid"]] = e
-                elif e.get("event") == "start":
-                    started.append(e["nodeid"])
-            hung = [n for n in started if n not in results and n not in deselect]
-            if proc.returncode in (0, 1, 5) and not killed and not hung:
-                break
-            if time.time() >= budget_deadline:
-                break
-            if not hung:  # died outside any test (e.g. collection): report and stop
-                if log:
-                    log(f"pytest exited with code {proc.returncode}; see the log below\n"
-                        + (Path(tmp) / "pytest.log").read_text(errors="replace")[-3000:])
-                break
-            victim = hung[-1]
+        rfd, wfd = os.pipe()
+        cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+               "-o", "addopts=", "-p", "minillama.grading.plugin", "-p", "pytest_timeout", "--noconftest",
+               "--confcutdir", str(tests_dir()), "--impl", impl, "--grade-fd", str(wfd),
+               f"--grade-timeout={timeout}", f"--grade-budget-deadline={budget_deadline}",
+               f"--timeout={timeout + WATCHDOG_SLACK_S // 2}", "--timeout-method=signal", "-W", "ignore",
+               "--rootdir", str(repo_root()), "-c", os.devnull]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_ADDOPTS", "PYTEST_PLUGINS"))}
+        env.update(OMP_NUM_THREADS="1", MINILLAMA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1",
+                   PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        events = _Events(rfd)
+        try:
+            with open(Path(tmp) / "pytest.log", "ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env, cwd=os.getcwd(), start_new_session=True, pass_fds=(wfd,))
+                os.close(wfd)
+                try:
+                    killed = _watch(proc, events, timeout + WATCHDOG_SLACK_S, budget_deadline + WATCHDOG_SLACK_S)
+                finally:
+                    if proc.poll() is None:
+                        _kill_group(proc)
+                    rpc.kill_tree([proc.pid])
+            events.pump()
+        finally:
+            os.close(rfd)
+        started = []
+        for e in events.events:
+            if e.get("event") == "collected":
+                collected.setdefault(e["nodeid"], e)
+            elif e.get("event") == "result" and e["nodeid"] not in results:
+                results[e["nodeid"]] = e
+            elif e.get("event") == "start":
+                started.append(e["nodeid"])
+        # No restart: learner code runs in workers, so a pytest that stops early was killed (by the watchdog, or by
+        # the learner's code), and a restart would collect test files the learner's code may have rewritten.
+        hung = [n for n in started if n not in results]
+        if hung:
             why = ("took too long and was stopped" if killed else
                    f"crashed the test process (exit code {proc.returncode})")
-            results[victim] = {"event": "result", "nodeid": victim, "passed": False, "points": None, "reason": why,
-                               "impl": impl, "chapter": None, "test": None, "doc": ""}
-            deselect = sorted(results)
+            results[hung[-1]] = {"event": "result", "nodeid": hung[-1], "passed": False, "points": None,
+                                 "reason": why, "impl": impl, "chapter": None, "test": None, "doc": ""}
+        if (proc.returncode not in (0, 1, 5) or killed) and not hung and log:
+            log(f"pytest exited with code {proc.returncode}; see the log below\n"
+                + (Path(tmp) / "pytest.log").read_text(errors="replace")[-3000:])
     out = []
     for nodeid, r in results.items():
         info = collected.get(nodeid, {})
         out.append({**info, **{k: v for k, v in r.items() if v is not None}, "event": "result"})
     for nodeid, info in collected.items():
         if nodeid not in results:
-            why = NOT_RUN_BUDGET if time.time() >= budget_deadline else "not run (the test process stopped)"
+            why = NOT_RUN_BUDGET if time.time() >= budget_deadline else (
+                f"not run (the test process stopped, exit code {proc.returncode})")
             out.append({**info, "event": "result", "passed": False, "reason": why, "duration": 0.0})
     _fill_unknown_points(out)
     return out
