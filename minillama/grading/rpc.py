@@ -149,6 +149,8 @@ def write_frame(fd: int, payload: bytes, deadline: float | None = None) -> None:
             n = os.write(fd, data)
         except BlockingIOError:
             continue
+        except (BrokenPipeError, ConnectionResetError):
+            raise EOFError from None  # the worker is gone
         data = data[n:]
 
 
