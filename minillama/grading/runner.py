@@ -122,6 +122,8 @@ def run_tests(chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S,
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_ADDOPTS", "PYTEST_PLUGINS"))}
         env.update(OMP_NUM_THREADS="1", MINILLAMA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1",
                    PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        for k, v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+            env.setdefault(k, v)  # what the repository's conftest.py set, which --noconftest no longer loads
         events = _Events(rfd)
         try:
             with open(Path(tmp) / "pytest.log", "ab") as out:
