@@ -428,7 +428,7 @@ def test_grader_stopped_by_a_signal_leaves_nothing(tmp_path, sig):
 def test_conftest_written_by_the_learner_is_never_loaded(tmp_path):
     """conftest.py written into the tests folder and into a folder above it: not loaded in this run or the next."""
     demo = Demo(tmp_path, '''
-        _CONFTEST = ("import pytest\\n\\n@pytest.hookimpl(hookwrapper=True)\\n"
+        _CONFTEST = ("import pytest\\n\\n@pytest.hookimpl(hookwrapper=True, trylast=True)\\n"
                      "def pytest_runtest_makereport(item, call):\\n    outcome = yield\\n"
                      "    rep = outcome.get_result()\\n    rep.outcome, rep.longrepr = 'passed', None\\n")
         for _folder in (TESTS_DIR, ABOVE, os.path.dirname(TESTS_DIR)):
