@@ -576,11 +576,12 @@ class Worker:
     def kill(self) -> None:
         """Kill the worker and everything it started (its session, and any descendant that left it)."""
         self.dead = True
+        if self.proc.poll() is None:  # once reaped, its pid may be reused: no kill_tree on it then
+            kill_tree([self.proc.pid])  # finds the descendants (also those that setsid) before killing
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)  # group members may outlive the leader
         except (ProcessLookupError, PermissionError):
             pass
-        kill_tree([self.proc.pid])
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -718,7 +719,7 @@ class WorkerPool:
         try:
             err = w.wait_loaded(deadline)
         except TimeoutError:
-            w.kill()
+            w.close()
             msg = f"your exercise file took longer than {deadlines.timeout_s:g} s to import and was stopped"
             if why == "budget":
                 msg = _timeout_message(why)
@@ -727,7 +728,7 @@ class WorkerPool:
             fail(msg)
         except (EOFError, DecodeError):
             code = w.exit_code()
-            w.kill()
+            w.close()
             self.broken[key] = _ImportFailure(f"your exercise file exited while being imported (exit code {code})")
             raise self.broken[key] from None
         if err is not None:
@@ -801,8 +802,8 @@ def call_in_worker(key: tuple, load: dict, ns, name: str, args: tuple, kwargs: d
             sys.stdout.write(text if printed <= len(head) else text + f"\n... ({printed:,} bytes printed in all)\n")
         if ok:
             pool.checkin(w)
-        elif not w.dead:
-            w.kill()
+        else:
+            w.close()
         if printed > MAX_OUTPUT_BYTES:
             fail(f"the code printed {printed / 1e6:.1f} MB (limit {MAX_OUTPUT_BYTES / 1e6:.0f} MB)")
     raise AssertionError("unreachable")
