@@ -411,7 +411,7 @@ _BY_REFERENCE = ("torch", "numpy", "math", "operator", "builtins", "einops", "fu
 def _is_callback(obj) -> bool:
     """A callable the worker must call back rather than receive: anything but classes, nn.Modules and functions of
     trusted libraries (which pickle by name)."""
-    if isinstance(obj, type) or not callable(obj):
+    if isinstance(obj, type) or not callable(obj) or obj is _rebuild_generator:
         return False
     torch = _torch()
     if isinstance(obj, torch.nn.Module):
@@ -423,10 +423,25 @@ def _is_callback(obj) -> bool:
     return not type(obj).__module__.split(".")[0] in _BY_REFERENCE
 
 
+def _rebuild_generator(state, device: str):
+    g = _torch().Generator(device=device)
+    g.set_state(state)
+    return g
+
+
+def _reduce_generator(g):
+    """A torch.Generator goes by its state (not every torch version pickles generators)."""
+    return _rebuild_generator, (g.get_state(), str(g.device))
+
+
 class _ArgPickler(pickle.Pickler):
     def __init__(self, file, callbacks: list, big: dict[int, object]):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.callbacks, self.big = callbacks, big
+        import copyreg
+
+        self.dispatch_table = copyreg.dispatch_table.copy()
+        self.dispatch_table[_torch().Generator] = _reduce_generator
 
     def persistent_id(self, obj):
         t = type(obj)
