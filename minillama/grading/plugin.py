@@ -139,6 +139,36 @@ def pytest_collection_finish(session):
         info = _item_info(item)
         if info is not None:
             _record(session.config, {"event": "collected", **info})
+    if getattr(session.config, "_grade_fd", None) is not None:
+        _preimport({item.module for item in session.items if _chapter(item.module) is not None})
+
+
+def _preimport(modules) -> None:
+    """Run the imports the test modules make inside functions (transformers, llama_models...) now, before any
+    learner code runs: a worker shares this process's uid and could rewrite a module file this process would only
+    import later. (Partial: a library's own lazy imports are not covered.)"""
+    import ast
+    import importlib
+
+    for module in modules:
+        try:
+            tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+        except (OSError, SyntaxError, TypeError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [(node.module, alias.name) for alias in node.names]
+            else:
+                continue
+            for name, attr in targets:
+                try:
+                    mod = importlib.import_module(name)
+                    if attr is not None and attr != "*":
+                        getattr(mod, attr, None)  # a lazy module (transformers) imports on attribute access
+                except Exception:  # noqa: BLE001 - a missing optional package is the test's business
+                    pass
 
 
 @pytest.hookimpl(tryfirst=True)
