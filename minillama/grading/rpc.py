@@ -721,7 +721,8 @@ class WorkerPool:
     def checkout(self, key: tuple, load: dict, deadline: float | None, why: str) -> Worker:
         with self.lock:
             if key in self.broken:
-                raise self.broken[key]
+                e = self.broken[key]
+                raise type(e)(*e.args)  # a fresh exception per test (no traceback piling up)
             while self.idle[key]:
                 w = self.idle[key].pop()
                 if w.alive():

@@ -8,16 +8,21 @@ The trust boundary. Three kinds of process:
     rebuilt by a decoder that never unpickles. In a worker the chapter's answer key is blocked.
 So learner code cannot patch pytest, the comparisons or the plugin, and never sees where results go: the pytest child
 reports through a pipe fd (not a path in argv or the environment), workers do not inherit it, and both trusted
-processes are non-dumpable (PR_SET_DUMPABLE=0: no ptrace, no /proc/PID/fd of theirs). pytest runs with
---noconftest, confcutdir at the tests folder, no cache, no config file and no plugin autoloading, so no file the
-learner writes is loaded. This grader is a child subreaper: a daemon the learner's code double-forks re-parents
-here, and every descendant is killed at the end and on SIGTERM/SIGINT. results.json is removed at start and written
-atomically at the end.
+processes are non-dumpable (PR_SET_DUMPABLE=0: no ptrace, no /proc/PID/fd of theirs; a worker started as root drops
+every capability, so this holds for uid 0 too). pytest runs with --noconftest, confcutdir at the tests folder, no
+cache, no config file and no plugin autoloading, so no file the learner writes is loaded, and it performs the test
+modules' imports before any learner code runs. This grader is a child subreaper: a daemon the learner's code
+double-forks re-parents here, and every descendant is killed at the end and on SIGTERM/SIGINT. results.json is removed
+at start and written atomically at the end.
 
 A learner's function that hangs is stopped at the per-test timeout (`--timeout`) and its worker killed; one that
 crashes or exits kills only its worker. Either way that test scores 0 with a one-line reason and the next test gets a
 fresh worker. pytest itself is never restarted (a restart would collect test files the learner's code could have
-rewritten): if it is killed, the tests it did not reach score 0. A total budget (`--budget`) bounds the whole run: tests not reached are "not run (time budget)".
+rewritten): if it is killed, the tests it did not reach score 0. A total budget (`--budget`) bounds the whole run;
+tests not reached are "not run (time budget)".
+
+Not covered: workers run as the same user, so they can still write files (the repository, site-packages) and signal
+the grader; a worker under another uid or in a read-only mount namespace would close that.
 
 `--self-check` proves the tests can tell right from wrong: for every chapter, the reference must score 100%, the
 untouched stubs 0, and each deliberate mistake (mutant) must fail at least one test.
