@@ -141,7 +141,8 @@ def test_decoder_accepts_plain_values_only():
     from minillama.grading.worker import encode
 
     value = {"t": torch.arange(6.0).reshape(2, 3)[:, 1:], "b": torch.tensor([True, False]),
-             "h": torch.ones(2).bfloat16(), "a": np.arange(4, dtype=np.uint32), "s": {(1, 2)}, "n": np.float32(1.5), "x": [None, 1, 2.5, "s", b"y"]}
+             "h": torch.ones(2).bfloat16(), "a": np.arange(4, dtype=np.uint32), "s": {(1, 2)}, "n": np.float32(1.5),
+             "x": [None, 1, 2.5, "s", b"y"]}
     blobs: list[bytes] = []
     tree = encode(value, {}, blobs)
     back = rpc.decode(*rpc.unpack_message(rpc.pack_message(tree, blobs)))
