@@ -90,8 +90,8 @@ class Demo:
         self.pids = tmp_path / "pids.txt"
         self.marker = tmp_path / "marker.txt"
         self.results = self.cwd / "results.json"
-        fmt = dict(pids=str(self.pids), marker=str(self.marker), results=str(self.results), tests=str(self.tests),
-                   above=str(tmp_path))
+        fmt = {"pids": str(self.pids), "marker": str(self.marker), "results": str(self.results),
+               "tests": str(self.tests), "above": str(tmp_path)}
         code = textwrap.dedent(HONEST).format(**fmt) + textwrap.dedent(attack).replace("{{", "{").replace(
             "}}", "}").replace("MARKER", repr(fmt["marker"])).replace("RESULTS", repr(fmt["results"])).replace(
             "TESTS_DIR", repr(fmt["tests"])).replace("ABOVE", repr(fmt["above"]))
@@ -104,7 +104,7 @@ class Demo:
     def grade(self, *extra: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict | None, float]:
         t0 = time.time()
         proc = subprocess.run(self.command(*extra), cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         elapsed = time.time() - t0
         data = json.loads(self.results.read_text()) if self.results.exists() else None
         return proc, data, elapsed
@@ -325,7 +325,7 @@ def test_answer_key_of_a_real_chapter_is_refused(tmp_path):
         from minillama.grading.reference.ch00_the_herd import *  # noqa: F401,F403
     '''))
     proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["score"] == 0 and data["tests"], proc.stdout
     assert all("must not call the reference implementation" in t["output"] for t in data["tests"]), proc.stdout
@@ -334,7 +334,7 @@ def test_answer_key_of_a_real_chapter_is_refused(tmp_path):
         from minillama.kv_cache import kv_cache_bytes  # noqa: F401
     '''))
     proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["score"] == 0, proc.stdout
 

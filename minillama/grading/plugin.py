@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -152,7 +153,7 @@ def _preimport(modules) -> None:
 
     for module in modules:
         try:
-            tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+            tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
         except (OSError, SyntaxError, TypeError):
             continue
         for node in ast.walk(tree):
@@ -167,7 +168,7 @@ def _preimport(modules) -> None:
                     mod = importlib.import_module(name)
                     if attr is not None and attr != "*":
                         getattr(mod, attr, None)  # a lazy module (transformers) imports on attribute access
-                except Exception:  # noqa: BLE001 - a missing optional package is the test's business
+                except Exception:  # noqa: BLE001, S110 - a missing optional package is the test's business
                     pass
 
 
@@ -197,8 +198,7 @@ def _short_reason(report, doc: str) -> str:
     if "NotImplementedError" in text:
         return "not implemented yet (NotImplementedError)"
     text = " ".join(text.split())
-    if text.startswith("Failed: "):  # pytest.fail(..., pytrace=False) from the RPC: the reason is the message
-        text = text[len("Failed: "):]
+    text = text.removeprefix("Failed: ")  # pytest.fail(..., pytrace=False) from the RPC: the reason is the message
     if text.startswith("assert") and ("<built-in" in text or "<function" in text or text.startswith("assert False")):
         return f"wrong result: {doc}"[:300]  # a bare assert's repr says nothing to a learner; the test's doc does
     return text[:300]

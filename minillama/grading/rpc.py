@@ -371,7 +371,7 @@ def exception_from(name, message) -> Exception:
     if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
         try:
             return cls(message)
-        except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs five arguments
+        except Exception:  # noqa: BLE001, S110 - e.g. UnicodeDecodeError needs five arguments
             pass
     return RuntimeError(f"{name}: {message}" if message else name)
 
@@ -551,7 +551,7 @@ class Worker:
     def __init__(self, key: tuple, load: dict, scratch: Path):
         self.key = key
         self.output_path = scratch / f"worker-{os.getpid()}-{id(self)}.out"
-        self.output = open(self.output_path, "ab+")
+        self.output = open(self.output_path, "ab+")  # noqa: SIM115 - lives as long as the worker
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MINILLAMA_GRADE"))}
         env.update(OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
         self.proc = _popen([sys.executable, "-m", "minillama.grading.worker", str(os.getpid()), str(MEMORY_LIMIT_GB)],
@@ -578,7 +578,7 @@ class Worker:
 
     def wait_loaded(self, deadline: float | None):
         """None when the implementation loaded, else the exception its import raised (as a builtin type)."""
-        tree, blobs = unpack_message(read_frame(self.rfd, deadline))
+        tree, _ = unpack_message(read_frame(self.rfd, deadline))
         if type(tree) is list and tree and tree[0] == "loaded":
             return None
         if type(tree) is list and len(tree) >= 3 and tree[0] == "loaderr":
@@ -690,7 +690,7 @@ class Worker:
             orig, new = handles[i], decode(item[1], blobs, handles)
             if isinstance(orig, list) and type(new) is list:
                 orig[:] = new
-            elif isinstance(orig, dict) and type(new) in (dict, collections.Counter, collections.OrderedDict):
+            elif isinstance(orig, dict) and type(new) in _DICTS:  # noqa: SIM114
                 orig.clear()
                 orig.update(new)
             elif isinstance(orig, set) and type(new) is set:
@@ -706,6 +706,9 @@ class Worker:
                 orig[...] = new
             else:
                 raise DecodeError("a write-back of the wrong type")
+
+
+_DICTS = (dict, collections.Counter, collections.OrderedDict)
 
 
 class WorkerPool:
