@@ -541,10 +541,6 @@ def _popen(*args, **kwargs) -> subprocess.Popen:
     return box[0]
 
 
-class WorkerDied(Exception):
-    pass
-
-
 class Worker:
     """One worker process: loads one implementation (or, for trusted specs, any reference/mutant) and serves calls."""
 
