@@ -2,6 +2,8 @@
 
 Specs: `reference`; `exercises` (./exercises of the current directory) or `exercises=DIR`; `stubs` (the untouched
 stubs in the repository's exercises/); `mutant:NAME` (the reference with one function replaced by a common mistake).
+The grader never imports them into its pytest process: the worker process (`minillama.grading.worker`) calls
+`load_impl` for the reference and mutants, and runs a learner's file from the source the trusted side sends.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def load_file_module(path: Path, name: str) -> types.ModuleType:
 
 def reference_module(chapter: str) -> types.ModuleType:
     return importlib.import_module(f"minillama.grading.reference.{chapter}")
+
+
+def answer_key(chapter: str) -> tuple[str, ...]:
+    """What a learner's code must not call for `chapter`: the reference module's `ANSWER_KEY` ("pkg.module" or
+    "pkg.module:name"); the grader's worker blocks them, and `minillama.grading.reference`, for learner files."""
+    try:
+        return tuple(reference_module(chapter).ANSWER_KEY)
+    except (ModuleNotFoundError, AttributeError):
+        return ()
 
 
 def mutants(chapter: str) -> dict[str, dict]:

@@ -10,6 +10,9 @@ from minillama.herd import parameter_count
 from minillama.model.config import ModelArgs
 from minillama.model.kv_cache import kv_cache_bytes as _kv_cache_bytes
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.herd", "minillama.kv_cache")
+
 
 def count_parameters(args: ModelArgs) -> int:
     """Parameters of the Llama 3 decoder `args` describes: the embedding (vocab_size · dim), per layer the four

@@ -9,6 +9,9 @@ from minillama.tokenizer import count_pairs as _count_pairs
 from minillama.tokenizer import merge_pair as _merge_pair
 from minillama.tokenizer import pretokenize as _pretokenize
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.tokenizer",)
+
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"

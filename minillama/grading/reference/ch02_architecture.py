@@ -18,6 +18,9 @@ from minillama.model import FeedForward, RMSNorm
 from minillama.model import causal_mask as _causal_mask
 from minillama.model.config import ffn_hidden_dim as _ffn_hidden_dim
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.model", "minillama.config:ffn_hidden_dim")
+
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float = 1e-5) -> Tensor:
     """RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · weight`. x (..., d), weight (d,) -> (..., d).

@@ -13,6 +13,9 @@ from minillama.model.rope import apply_rotary_emb as _apply_rotary_emb
 from minillama.model.rope import precompute_freqs_cis as _precompute_freqs_cis
 from minillama.model.rope import rope_frequencies as _rope_frequencies
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.rope",)
+
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:
     """Inverse frequencies `f_i = theta^(-2i/head_dim)` for i = 0 .. head_dim/2 - 1. -> (head_dim/2,), float64."""

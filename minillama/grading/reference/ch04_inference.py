@@ -17,6 +17,9 @@ from minillama.generate import sample_top_p as _sample_top_p
 from minillama.model import Transformer
 from minillama.model.kv_cache import KVCache
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.generate", "minillama.kv_cache")
+
 
 def kv_cache_update(cache_k: Tensor, cache_v: Tensor, k: Tensor, v: Tensor, start_pos: int) -> tuple[Tensor, Tensor]:
     """Write k, v (b, s, kv, e) into the preallocated caches (max_b, max_s, kv, e) *in place* at positions

@@ -12,6 +12,9 @@ import numpy as np
 
 from minillama.data import dedup, filters
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.data.dedup", "minillama.data.filters")
+
 
 def shingles(text: str, n: int = 5) -> set[str]:
     """The set of word n-grams of the lower-cased, whitespace-split text, each joined by one space.

@@ -21,6 +21,9 @@ from minillama.parallel.cp import cp_chunks, split_for_cp
 from minillama.parallel.schedules import one_f_one_b
 from minillama.parallel.tp import shard as _tp_shard
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.parallel",)
+
 
 def column_parallel_linear(x: Tensor, weight: Tensor, rank: int, world_size: int) -> Tensor:
     """Rank `rank`'s output of a column-parallel linear layer (Megatron; wq/wk/wv and w1/w3 in Llama).

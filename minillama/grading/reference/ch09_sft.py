@@ -7,6 +7,9 @@ from torch import Tensor
 
 from minillama.posttrain import data as _data
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.posttrain",)
+
 
 def assistant_loss_mask(roles: list[str]) -> Tensor:
     """Per-token roles from `ChatFormat.encode_dialog_with_roles` -> bool (s,): True for the tokens the assistant

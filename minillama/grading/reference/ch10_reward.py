@@ -8,6 +8,9 @@ from minillama.posttrain import losses as _losses
 from minillama.posttrain import rejection as _rejection
 from minillama.posttrain import reward as _reward
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.posttrain",)
+
 
 def bradley_terry_loss(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tensor:
     """Per-pair reward-model loss −log σ(r_chosen − r_rejected), with no margin term. (n,), (n,) -> (n,)."""

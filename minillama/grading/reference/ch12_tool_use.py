@@ -5,6 +5,9 @@ from __future__ import annotations
 from minillama.chat_format import BUILTIN_TOOLS, ChatFormat, parse_assistant_text
 from minillama.tooluse.format import format_tool_result
 
+# What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
+ANSWER_KEY = ("minillama.chat", "minillama.agent")
+
 
 def end_token(message: dict) -> str:
     """The token that closes `message`: "<|eom_id|>" for an assistant message whose stop_reason is
