@@ -22,21 +22,6 @@ through an inherited pipe, never a path the worker can find; see `runner` for th
 
 from __future__ import annotations
 
-from pathlib import Path
+from minillama.grading.runner import grade_inline
 
-
-def grade_inline(chapter: str, exercises: str | None = None) -> dict | None:
-    """Grade one chapter from a notebook: prints the score table; never raises (unfinished work is normal)."""
-    from minillama.grading.impl import resolve_chapters
-    from minillama.grading.runner import gradescope_json, run_tests, score_table
-    from minillama.utils import repo_root
-
-    try:
-        names = resolve_chapters([chapter])
-        folder = Path(exercises or repo_root() / "exercises").resolve()
-        results = run_tests(names, f"exercises={folder}", log=print)
-        print(score_table(results))
-        return gradescope_json(results, 0.0)
-    except Exception as e:  # noqa: BLE001 - a notebook cell must not fail because of the learner's code
-        print(f"grading {chapter} did not run: {e}")
-        return None
+__all__ = ["grade_inline"]

@@ -18,10 +18,6 @@ from pathlib import Path
 from minillama.utils import repo_root
 
 
-def chapter_number(chapter: str) -> str:
-    return chapter.split("_")[0]
-
-
 def exercise_file(chapter: str, folder: str | os.PathLike) -> Path:
     return Path(folder) / f"{chapter}.py"
 

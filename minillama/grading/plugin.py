@@ -15,12 +15,15 @@ leaves behind re-parent here and are killed after each test.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from minillama.grading import rpc
 from minillama.grading.impl import all_specs, answer_key, exercise_file, mutants
@@ -45,12 +48,7 @@ def pytest_configure(config):
     if config._grade_fd is not None:
         os.set_inheritable(config._grade_fd, False)
         rpc.harden_trusted_process(subreaper=True)
-        try:
-            import torch
-
-            torch.set_num_threads(1)
-        except ImportError:
-            pass
+        torch.set_num_threads(1)
     rpc.set_budget_deadline(config.getoption("--grade-budget-deadline"))
 
 
@@ -148,9 +146,6 @@ def _preimport(modules) -> None:
     """Run the imports the test modules make inside functions (transformers, llama_models...) now, before any
     learner code runs: a worker shares this process's uid and could rewrite a module file this process would only
     import later. (Partial: a library's own lazy imports are not covered.)"""
-    import ast
-    import importlib
-
     for module in modules:
         try:
             tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import builtins
 import collections
+import copyreg
 import ctypes
 import errno
+import io
 import json
 import os
 import pickle
@@ -226,13 +228,13 @@ def unpack_message(payload: bytes) -> tuple[object, list[memoryview]]:
 
 
 def _torch():
-    import torch
+    import torch  # on first use: the top-level grader process (runner.py) never needs torch
 
     return torch
 
 
 def _numpy():
-    import numpy
+    import numpy  # on first use, like torch
 
     return numpy
 
@@ -417,10 +419,10 @@ def _is_callback(obj) -> bool:
     if isinstance(obj, torch.nn.Module):
         return False
     if isinstance(obj, (types.BuiltinFunctionType, types.FunctionType)) and "<" not in obj.__qualname__:
-        return not str(getattr(obj, "__module__", "")).split(".")[0] in _BY_REFERENCE
+        return str(getattr(obj, "__module__", "")).split(".")[0] not in _BY_REFERENCE
     if isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinMethodType)):
         return True
-    return not type(obj).__module__.split(".")[0] in _BY_REFERENCE
+    return type(obj).__module__.split(".")[0] not in _BY_REFERENCE
 
 
 def _rebuild_generator(state, device: str):
@@ -438,8 +440,6 @@ class _ArgPickler(pickle.Pickler):
     def __init__(self, file, callbacks: list, big: dict[int, object]):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.callbacks, self.big = callbacks, big
-        import copyreg
-
         self.dispatch_table = copyreg.dispatch_table.copy()
         self.dispatch_table[_torch().Generator] = _reduce_generator
 
@@ -458,8 +458,6 @@ class _ArgPickler(pickle.Pickler):
 
 
 def pickle_args(value, callbacks: list, big: dict[int, object] | None = None) -> bytes:
-    import io
-
     buf = io.BytesIO()
     try:
         _ArgPickler(buf, callbacks, big or {}).dump(value)
@@ -471,7 +469,7 @@ def pickle_args(value, callbacks: list, big: dict[int, object] | None = None) ->
 # ---------------------------------------------------------------------- failing a test from here
 def fail(message: str):
     """Fail the running test with a one-line reason (not an Exception: `pytest.raises(ValueError)` cannot catch it)."""
-    import pytest
+    import pytest  # here only: the worker imports this module too, and must not load pytest
 
     pytest.fail(message, pytrace=False)
 

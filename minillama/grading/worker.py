@@ -13,20 +13,40 @@ Messages from the trusted side are pickles; replies are `rpc.pack_message` frame
 
 from __future__ import annotations
 
+import collections
+import ctypes
+import importlib
+import io
 import os
+import pickle
+import signal
 import sys
+import threading
+import traceback
+import types
+
+import numpy as np
+import torch
+
+import minillama
+from minillama.grading.impl import load_impl
+from minillama.grading.rpc import (
+    PR_SET_PDEATHSIG,
+    exception_from,
+    mutable_handles,
+    pack_message,
+    prctl,
+    read_frame,
+    write_frame,
+)
 
 
 def _limit_self(ppid: int, memory_gb: float) -> None:
-    import signal
-
-    from minillama.grading.rpc import PR_SET_PDEATHSIG, prctl
-
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != ppid:  # the parent died before the line above
         os._exit(1)
     try:
-        import resource
+        import resource  # POSIX only: absent on Windows, where the limits are skipped
 
         if memory_gb > 0:
             limit = int(memory_gb * 2**30)
@@ -42,9 +62,6 @@ def _limit_self(ppid: int, memory_gb: float) -> None:
 def _drop_capabilities() -> None:
     """As root (a container's autograder), give up every capability: without CAP_SYS_PTRACE a uid-0 worker cannot
     open the trusted processes' /proc/PID/{fd,mem} either (they are non-dumpable). No new privileges on exec."""
-    import ctypes
-
-    from minillama.grading.rpc import prctl
 
     prctl(38, 1)  # PR_SET_NO_NEW_PRIVS
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
@@ -86,8 +103,6 @@ def _poison(name: str):
 
 
 def _blocked_module(name: str):
-    import types
-
     class Blocked(types.ModuleType):
         def __getattr__(self, attr):
             if attr.startswith("__"):
@@ -110,10 +125,6 @@ class _Blocker:
 
 
 def block_answer_key(answer_key) -> None:
-    import importlib
-
-    import minillama  # the package's own imports must run before its answer-key modules are blocked
-
     modules = ["minillama.grading.reference", "minillama.grading.mutants"]
     for entry in answer_key:
         if ":" in entry:
@@ -126,9 +137,11 @@ def block_answer_key(answer_key) -> None:
             _ORIGINALS[(mod_name, attr)] = orig
             poison = _poison(f"{mod_name}.{attr}")
             setattr(mod, attr, poison)
-            for k, v in list(vars(minillama).items()):
-                if v is orig:
-                    setattr(minillama, k, poison)
+            parents = [mod_name.rsplit(".", i)[0] for i in range(1, mod_name.count(".") + 1)]
+            for package in [sys.modules[p] for p in parents if p in sys.modules]:  # re-exports: minillama.model
+                for k, v in list(vars(package).items()):
+                    if v is orig:
+                        setattr(package, k, poison)
         else:
             modules.append(entry)
     for entry in modules:
@@ -150,10 +163,7 @@ def block_answer_key(answer_key) -> None:
 # ---------------------------------------------------------------------- encoding results (worker -> trusted)
 def encode(obj, refs: dict[int, int], blobs: list[bytes], depth: int = 0, top: bool = False):
     """A JSON tree for `obj` (tensors and arrays as blobs); objects in `refs` by reference; TypeError otherwise."""
-    import collections
 
-    import numpy as np
-    import torch
 
     if depth > 150:
         raise TypeError("a value nested too deeply")
@@ -214,34 +224,23 @@ def encode(obj, refs: dict[int, int], blobs: list[bytes], depth: int = 0, top: b
 # ---------------------------------------------------------------------- the channel
 class Channel:
     def __init__(self, rfd: int, wfd: int):
-        import threading
-
         self.rfd, self.wfd = rfd, wfd
         self.lock = threading.RLock()
 
     def send(self, tree, blobs=()) -> None:
-        from minillama.grading.rpc import pack_message, write_frame
-
         with self.lock:
             write_frame(self.wfd, pack_message(tree, list(blobs)))
 
     def recv(self):
-        import pickle
-
-        from minillama.grading.rpc import read_frame
-
         return pickle.loads(read_frame(self.rfd))
 
 
 class Callback:
     """Stands for a callable of the test's (a function, a scripted model, ch08's all_reduce): calls run there."""
-
     def __init__(self, worker: Worker, idx: int):
         self._worker, self._idx = worker, idx
 
     def __call__(self, *args, **kwargs):
-        from minillama.grading.rpc import exception_from
-
         w = self._worker
         with w.channel.lock:
             blobs: list[bytes] = []
@@ -264,9 +263,6 @@ class Worker:
         self.cache: dict[int, object] = {}
 
     def unpickle(self, data: bytes):
-        import io
-        import pickle
-
         worker = self
 
         class Unpickler(pickle.Unpickler):
@@ -292,9 +288,6 @@ class Worker:
 
     # ------------------------------------------------------------------ loading
     def load(self, spec: dict) -> None:
-        import traceback
-        import types
-
         if spec["kind"] == "trusted":
             self.channel.send(["loaded"])
             return
@@ -319,7 +312,6 @@ class Worker:
             return self.learner
         key = tuple(ns)
         if key not in self.namespaces:
-            from minillama.grading.impl import load_impl
 
             self.namespaces[key] = load_impl(*key)
         return self.namespaces[key]
@@ -333,10 +325,6 @@ class Worker:
 
     # ------------------------------------------------------------------ one call
     def call(self, ns, name: str, payload: bytes) -> None:
-        import traceback
-
-        from minillama.grading.rpc import mutable_handles
-
         args, kwargs = self.unpickle(payload)
         handles = mutable_handles(args, kwargs)
         big = {id(v) for v in self.cache.values()}
@@ -385,9 +373,6 @@ class Worker:
 
 
 def _snapshot(h):
-    import numpy as np
-    import torch
-
     if isinstance(h, list):
         return list(h)
     if isinstance(h, dict):
@@ -402,9 +387,6 @@ def _snapshot(h):
 
 
 def _changed(h, snap) -> bool:
-    import numpy as np
-    import torch
-
     if isinstance(h, list):
         return len(h) != len(snap) or any(a is not b for a, b in zip(h, snap))
     if isinstance(h, dict):
@@ -428,8 +410,6 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # print() goes to the output file the trusted side reads
     sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
-    import numpy  # noqa: F401
-    import torch
 
     torch.set_num_threads(1)
     channel = Channel(rfd, wfd)

@@ -14,7 +14,10 @@ from minillama.model.rope import precompute_freqs_cis as _precompute_freqs_cis
 from minillama.model.rope import rope_frequencies as _rope_frequencies
 
 # What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
-ANSWER_KEY = ("minillama.rope",)
+ANSWER_KEY = (
+    "minillama.model.rope:rope_frequencies", "minillama.model.rope:apply_rope_scaling",
+    "minillama.model.rope:precompute_freqs_cis", "minillama.model.rope:apply_rotary_emb",
+)
 
 
 def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:

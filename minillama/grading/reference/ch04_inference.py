@@ -18,7 +18,7 @@ from minillama.model import Transformer
 from minillama.model.kv_cache import KVCache
 
 # What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
-ANSWER_KEY = ("minillama.generate", "minillama.kv_cache")
+ANSWER_KEY = ("minillama.generate", "minillama.model.kv_cache:KVCache")
 
 
 def kv_cache_update(cache_k: Tensor, cache_v: Tensor, k: Tensor, v: Tensor, start_pos: int) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,7 @@ from minillama.chat_format import BUILTIN_TOOLS, ChatFormat, parse_assistant_tex
 from minillama.tooluse.format import format_tool_result
 
 # What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
-ANSWER_KEY = ("minillama.chat", "minillama.agent")
+ANSWER_KEY = ("minillama.chat_format", "minillama.tooluse")
 
 
 def end_token(message: dict) -> str:
