@@ -24,8 +24,9 @@ def count_parameters(args: ModelArgs) -> int:
     raise NotImplementedError("Exercise 0.1: count_parameters")
 
 
-def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                   bytes_per_element: int = 2) -> int:
+def kv_cache_bytes(
+    n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, bytes_per_element: int = 2
+) -> int:
     """Bytes of the KV cache for `batch` sequences of `seq_len` tokens: K and V for every layer and key/value
     head, `head_dim` numbers each, `bytes_per_element` bytes per number (bf16: 2, fp8: 1)."""
     # Hints: two tensors (K and V) per layer; only the key/value heads are cached, not every query head.

@@ -26,8 +26,13 @@ def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:
     raise NotImplementedError("Exercise 3.1: rope_frequencies")
 
 
-def apply_rope_scaling(freqs: Tensor, factor: float = 8.0, low_freq_factor: float = 1.0,
-                       high_freq_factor: float = 4.0, original_max_seq_len: int = 8192) -> Tensor:
+def apply_rope_scaling(
+    freqs: Tensor,
+    factor: float = 8.0,
+    low_freq_factor: float = 1.0,
+    high_freq_factor: float = 4.0,
+    original_max_seq_len: int = 8192,
+) -> Tensor:
     """Llama 3.1 frequency scaling, element-wise on inverse frequencies `freqs` (n,) -> (n,).
 
     With wavelength `λ = 2π/f` and L = original_max_seq_len:

@@ -45,8 +45,9 @@ def next_token(logits: Tensor, temperature: float, top_p: float, generator: torc
     raise NotImplementedError("Exercise 4.3: next_token")
 
 
-def greedy_generate(model: Transformer, prompt: Sequence[int], max_new_tokens: int,
-                    stop_tokens: Sequence[int] = ()) -> list[int]:
+def greedy_generate(
+    model: Transformer, prompt: Sequence[int], max_new_tokens: int, stop_tokens: Sequence[int] = ()
+) -> list[int]:
     """Greedy decoding of one prompt with the KV cache: prefill the prompt with one forward at start_pos 0, then
     feed one new token per step at its position. Returns the new tokens only, ending before the first stop token
     (which is not included), at most max_new_tokens of them."""

@@ -65,8 +65,7 @@ def duplicated_ngram_coverage(text: str, n: int = 5) -> float:
     raise NotImplementedError("Exercise 5.5: duplicated_ngram_coverage")
 
 
-def token_kl_divergence(tokens: Sequence[str], corpus_counts: Counter, corpus_total: int,
-                        alpha: float = 1.0) -> float:
+def token_kl_divergence(tokens: Sequence[str], corpus_counts: Counter, corpus_total: int, alpha: float = 1.0) -> float:
     """KL(p_doc || q) in nats: p_doc the empirical distribution of `tokens`; q(t) = (corpus_counts[t] + alpha) /
     (corpus_total + alpha·(len(corpus_counts) + 1)). 0.0 for no tokens."""
     # Hints: sum over the distinct tokens t of the document: p(t) * log(p(t) / q(t)), natural log.

@@ -63,9 +63,17 @@ def inputs_and_targets(stream: np.ndarray, starts: Sequence[int], seq_len: int) 
 
 
 @torch.no_grad()
-def adamw_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: float,
-               betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-               weight_decay: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+def adamw_step(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One AdamW update; `step` counts from 1. Returns the new ``(param, exp_avg, exp_avg_sq)``.
 
     1. decoupled weight decay: ``param ← param · (1 − lr · weight_decay)`` (not added to the gradient);

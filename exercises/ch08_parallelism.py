@@ -35,8 +35,9 @@ def column_parallel_linear(x: Tensor, weight: Tensor, rank: int, world_size: int
 
 
 # ---------------------------------------------------------------------- 8.2 tensor parallel: row-parallel
-def row_parallel_linear(x_local: Tensor, weight: Tensor, rank: int, world_size: int,
-                        all_reduce: Callable[[Tensor], Tensor]) -> Tensor:
+def row_parallel_linear(
+    x_local: Tensor, weight: Tensor, rank: int, world_size: int, all_reduce: Callable[[Tensor], Tensor]
+) -> Tensor:
     """Rank `rank`'s row-parallel linear layer (wo and w2 in Llama), with its all-reduce.
 
     x_local (..., d_in/n) is this rank's block of input features (the output of a column-parallel layer);

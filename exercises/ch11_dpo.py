@@ -14,8 +14,13 @@ import torch.nn.functional as F  # noqa: F401  (F.logsigmoid is allowed)
 from torch import Tensor
 
 
-def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-             ref_rejected_logps: Tensor, beta: float = 0.1) -> Tensor:
+def dpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float = 0.1,
+) -> Tensor:
     """Per-example sigmoid DPO loss −log σ(β·[(π_c − π_r) − (ref_c − ref_r)]) on summed log-probs. (n,)×4 -> (n,)."""
     # Hints: the policy's log-ratio chosen-vs-rejected minus the reference's; β multiplies inside the sigmoid.
     # Check with the paper sheet's example: π_c=−10, π_r=−12, refs −11 -> 0.5981388694.
@@ -36,9 +41,16 @@ def nll_term(chosen_token_logps: Tensor, chosen_mask: Tensor) -> Tensor:
     raise NotImplementedError("Exercise 11.3: nll_term")
 
 
-def dpo_total_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-                   ref_rejected_logps: Tensor, chosen_token_logps: Tensor, chosen_mask: Tensor,
-                   beta: float = 0.1, nll_coef: float = 0.2) -> Tensor:
+def dpo_total_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_token_logps: Tensor,
+    chosen_mask: Tensor,
+    beta: float = 0.1,
+    nll_coef: float = 0.2,
+) -> Tensor:
     """Llama 3's DPO objective: mean DPO loss + nll_coef · NLL of the chosen responses. Scalar."""
     # Hints: reuse dpo_loss and nll_term; the coefficient multiplies the NLL, not the DPO loss.
     raise NotImplementedError("Exercise 11.4: dpo_total_loss")

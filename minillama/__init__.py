@@ -14,10 +14,14 @@ import types
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "ModelArgs": "minillama.model.config", "RopeScaling": "minillama.model.config", "PRESETS": "minillama.model.config",
+    "ModelArgs": "minillama.model.config",
+    "RopeScaling": "minillama.model.config",
+    "PRESETS": "minillama.model.config",
     "Transformer": "minillama.model.model",
-    "load_checkpoint": "minillama.checkpoint", "save_checkpoint": "minillama.checkpoint",
-    "load_hf": "minillama.checkpoint", "save_hf": "minillama.checkpoint",
+    "load_checkpoint": "minillama.checkpoint",
+    "save_checkpoint": "minillama.checkpoint",
+    "load_hf": "minillama.checkpoint",
+    "save_hf": "minillama.checkpoint",
 }
 
 
@@ -50,5 +54,15 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
-__all__ = ["ModelArgs", "RopeScaling", "PRESETS", "Transformer", "generate", "load_checkpoint", "save_checkpoint",
-           "load_hf", "save_hf", "__version__"]
+__all__ = [
+    "ModelArgs",
+    "RopeScaling",
+    "PRESETS",
+    "Transformer",
+    "generate",
+    "load_checkpoint",
+    "save_checkpoint",
+    "load_hf",
+    "save_hf",
+    "__version__",
+]

@@ -15,8 +15,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["SHIPPED", "TOOLUSE", "CHECKPOINT", "assets_dir", "shipped_checkpoint", "shipped_tokenizer_path",
-           "resolve_checkpoint"]
+__all__ = [
+    "SHIPPED",
+    "TOOLUSE",
+    "CHECKPOINT",
+    "assets_dir",
+    "shipped_checkpoint",
+    "shipped_tokenizer_path",
+    "resolve_checkpoint",
+]
 
 SHIPPED = "tiny-stdlib"  # the course tokenizer and the tiny pre-trained model
 TOOLUSE = "tooluse"  # the tool-calling model of chapter 12
@@ -38,8 +45,9 @@ def shipped_tokenizer_path() -> Path:
     """The course tokenizer shipped with the package (beside the tiny pre-trained model)."""
     path = shipped_checkpoint() / "tokenizer.model"
     if not path.is_file():
-        raise FileNotFoundError(f"no course tokenizer at {path}; pass --tokenizer PATH (a rank file from "
-                                "`minillama tokenizer`)")
+        raise FileNotFoundError(
+            f"no course tokenizer at {path}; pass --tokenizer PATH (a rank file from `minillama tokenizer`)"
+        )
     return path
 
 

@@ -80,8 +80,9 @@ def _python_literal(value: Any) -> str:
         return "[" + ", ".join(_python_literal(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={_python_literal(v)}" for k, v in value.items()) + "}"
-    raise ValueError(f"cannot write a {type(value).__name__} argument in python_list format; use str/int/float/"
-                     "bool/None/list/dict")
+    raise ValueError(
+        f"cannot write a {type(value).__name__} argument in python_list format; use str/int/float/bool/None/list/dict"
+    )
 
 
 def encode_tool_call(call: dict, tool_prompt_format: str = "json") -> str:
@@ -148,20 +149,34 @@ def _custom_call(body: str) -> tuple[str, Any, dict | None] | None:
     if match:
         name, raw = match.group("function_name"), match.group("args")
         try:
-            return name, json.loads(raw.replace("'", '"')), None   # Meta also swaps ' for "
+            return name, json.loads(raw.replace("'", '"')), None  # Meta also swaps ' for "
         except json.JSONDecodeError as e:
             # Meta gives up on the custom form here and tries the built-in forms next; so do we (name None).
-            return None, None, tool_error(
-                "bad_json", f"the arguments of <function={name}> are not valid JSON ({e.msg} at column {e.colno}): "
-                f"{raw!r}; write them as one JSON object with double-quoted keys", name)
+            return (
+                None,
+                None,
+                tool_error(
+                    "bad_json",
+                    f"the arguments of <function={name}> are not valid JSON ({e.msg} at column {e.colno}): "
+                    f"{raw!r}; write them as one JSON object with double-quoted keys",
+                    name,
+                ),
+            )
     if _is_json_object(body):
         obj = json.loads(body)
         if obj.get("type") == "function" or "name" in obj:
             if "name" not in obj or "parameters" not in obj:
                 missing = "name" if "name" not in obj else "parameters"
-                return obj.get("name"), None, tool_error(
-                    "bad_call", f'a JSON tool call needs a "{missing}" key: '
-                    '{"type": "function", "name": ..., "parameters": {...}}', obj.get("name"))
+                return (
+                    obj.get("name"),
+                    None,
+                    tool_error(
+                        "bad_call",
+                        f'a JSON tool call needs a "{missing}" key: '
+                        '{"type": "function", "name": ..., "parameters": {...}}',
+                        obj.get("name"),
+                    ),
+                )
             return obj["name"], obj["parameters"], None
         return None
     calls = _python_list_calls(body)
@@ -172,9 +187,16 @@ def _custom_call(body: str) -> tuple[str, Any, dict | None] | None:
             try:
                 args[kw.arg] = ast.literal_eval(kw.value)
             except ValueError:
-                return call.func.id, None, tool_error(
-                    "bad_call", f"argument {kw.arg!r} of {call.func.id}(...) is not a literal value; pass "
-                    "numbers, strings, lists or dicts written out in full", call.func.id)
+                return (
+                    call.func.id,
+                    None,
+                    tool_error(
+                        "bad_call",
+                        f"argument {kw.arg!r} of {call.func.id}(...) is not a literal value; pass "
+                        "numbers, strings, lists or dicts written out in full",
+                        call.func.id,
+                    ),
+                )
         return call.func.id, args, None
     return None
 
@@ -200,10 +222,10 @@ def parse_assistant_text(text: str, stop_reason: str = "out_of_tokens") -> dict:
     body = text.strip(" ")
     header = f"{START_HEADER}assistant{END_HEADER}\n\n"
     if body.startswith(header):
-        body = body[len(header):]
+        body = body[len(header) :]
     ipython = body.startswith(PYTHON_TAG)
     if ipython:
-        body = body[len(PYTHON_TAG):]
+        body = body[len(PYTHON_TAG) :]
     if body.endswith(EOT):
         body, stop_reason = body[: -len(EOT)], "end_of_turn"
     elif body.endswith(EOM):
@@ -230,8 +252,9 @@ def parse_assistant_text(text: str, stop_reason: str = "out_of_tokens") -> dict:
     tool_calls = []
     if name is not None and args is not None:
         if not isinstance(args, dict):
-            error = tool_error("bad_call", f"the arguments of {name} must be a JSON object, got "
-                           f"{type(args).__name__}", name)
+            error = tool_error(
+                "bad_call", f"the arguments of {name} must be a JSON object, got {type(args).__name__}", name
+            )
         tool_calls.append({"tool_name": name, "arguments": args})
         body = ""
     return {"content": body, "stop_reason": stop_reason, "tool_calls": tool_calls, "error": error}
@@ -252,8 +275,10 @@ class ChatFormat:
         special = getattr(tokenizer, "special_tokens", None)
         needed = (BOT, START_HEADER, END_HEADER, EOT, EOM, PYTHON_TAG)
         if not isinstance(special, dict) or any(s not in special for s in needed):
-            raise ValueError("ChatFormat needs a tokenizer whose `special_tokens` dict holds the Llama 3 special "
-                             f"tokens {needed}; use minillama.tokenizer.Llama3Tokenizer or the course BPETokenizer")
+            raise ValueError(
+                "ChatFormat needs a tokenizer whose `special_tokens` dict holds the Llama 3 special "
+                f"tokens {needed}; use minillama.tokenizer.Llama3Tokenizer or the course BPETokenizer"
+            )
         self.tokenizer = tokenizer
         self.special = {s: special[s] for s in needed}
         self.bos_id, self.eot_id, self.eom_id = special[BOT], special[EOT], special[EOM]
@@ -325,13 +350,15 @@ class ChatFormat:
         return tokens, labels
 
     # -- dialogs ---------------------------------------------------------------------------------------------
-    def encode_dialog_prompt(self, messages: list[dict], tool_prompt_format: str = "json",
-                             add_generation_prompt: bool = True) -> list[int]:
+    def encode_dialog_prompt(
+        self, messages: list[dict], tool_prompt_format: str = "json", add_generation_prompt: bool = True
+    ) -> list[int]:
         """`<|begin_of_text|>`, every message, then the assistant header the model completes."""
         return self.encode_dialog_with_roles(messages, tool_prompt_format, add_generation_prompt)[0]
 
-    def encode_dialog_with_roles(self, messages: list[dict], tool_prompt_format: str = "json",
-                                 add_generation_prompt: bool = False) -> tuple[list[int], list[str]]:
+    def encode_dialog_with_roles(
+        self, messages: list[dict], tool_prompt_format: str = "json", add_generation_prompt: bool = False
+    ) -> tuple[list[int], list[str]]:
         """Token ids of a dialog and, per token, the role whose *output* it is, for post-training loss masks.
 
         Each token is labelled with its message's role (`system`, `user`, `assistant`, `ipython`) when it is that

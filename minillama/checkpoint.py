@@ -46,8 +46,11 @@ _HF_LAYER = {
     "attention_norm.weight": "input_layernorm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
 }
-_HF_TOP = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
-           "output.weight": "lm_head.weight"}
+_HF_TOP = {
+    "tok_embeddings.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
 
 
 def _permute_to_hf(w: Tensor, n_heads: int) -> Tensor:
@@ -111,17 +114,32 @@ def args_to_hf_config(args: ModelArgs) -> dict:
     rope = {"rope_type": "default", "rope_theta": args.rope_theta}
     if args.use_scaled_rope:
         s = args.rope_scaling
-        rope = {"rope_type": "llama3", "rope_theta": args.rope_theta, "factor": s.factor,
-                "low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
-                "original_max_position_embeddings": s.original_max_seq_len}
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": args.rope_theta,
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_seq_len,
+        }
     return {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
-        "hidden_size": args.dim, "intermediate_size": args.ffn_hidden_dim, "num_hidden_layers": args.n_layers,
-        "num_attention_heads": args.n_heads, "num_key_value_heads": args.n_kv_heads, "head_dim": args.head_dim,
-        "vocab_size": args.vocab_size, "rms_norm_eps": args.norm_eps,
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "hidden_size": args.dim,
+        "intermediate_size": args.ffn_hidden_dim,
+        "num_hidden_layers": args.n_layers,
+        "num_attention_heads": args.n_heads,
+        "num_key_value_heads": args.n_kv_heads,
+        "head_dim": args.head_dim,
+        "vocab_size": args.vocab_size,
+        "rms_norm_eps": args.norm_eps,
         "max_position_embeddings": max(args.max_seq_len, rope.get("original_max_position_embeddings", 0)),
-        "rope_parameters": rope, "tie_word_embeddings": args.tie_word_embeddings,
-        "attention_bias": False, "mlp_bias": False, "torch_dtype": "float32",
+        "rope_parameters": rope,
+        "tie_word_embeddings": args.tie_word_embeddings,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "torch_dtype": "float32",
     }
 
 
@@ -134,19 +152,32 @@ def hf_config_to_args(cfg: dict, **overrides) -> ModelArgs:
         raise CheckpointError(f"rope_type {rope_type!r} is not a Llama 3 rotary embedding")
     scaling = RopeScaling()
     if rope_type == "llama3":
-        scaling = RopeScaling(factor=float(rope["factor"]), low_freq_factor=float(rope["low_freq_factor"]),
-                              high_freq_factor=float(rope["high_freq_factor"]),
-                              original_max_seq_len=int(rope["original_max_position_embeddings"]))
+        scaling = RopeScaling(
+            factor=float(rope["factor"]),
+            low_freq_factor=float(rope["low_freq_factor"]),
+            high_freq_factor=float(rope["high_freq_factor"]),
+            original_max_seq_len=int(rope["original_max_position_embeddings"]),
+        )
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
     if head_dim * cfg["num_attention_heads"] != cfg["hidden_size"]:
         raise CheckpointError("minillama needs head_dim · num_attention_heads == hidden_size")
-    kwargs = dict(dim=cfg["hidden_size"], n_layers=cfg["num_hidden_layers"], n_heads=cfg["num_attention_heads"],
-                  n_kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
-                  vocab_size=cfg["vocab_size"], norm_eps=cfg.get("rms_norm_eps", 1e-5), rope_theta=float(theta),
-                  use_scaled_rope=rope_type == "llama3", rope_scaling=scaling,
-                  max_seq_len=cfg.get("max_position_embeddings", 2048), max_batch_size=1,
-                  tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-                  intermediate_size=cfg["intermediate_size"], ffn_dim_multiplier=None, multiple_of=1)
+    kwargs = dict(
+        dim=cfg["hidden_size"],
+        n_layers=cfg["num_hidden_layers"],
+        n_heads=cfg["num_attention_heads"],
+        n_kv_heads=cfg.get("num_key_value_heads") or cfg["num_attention_heads"],
+        vocab_size=cfg["vocab_size"],
+        norm_eps=cfg.get("rms_norm_eps", 1e-5),
+        rope_theta=float(theta),
+        use_scaled_rope=rope_type == "llama3",
+        rope_scaling=scaling,
+        max_seq_len=cfg.get("max_position_embeddings", 2048),
+        max_batch_size=1,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        intermediate_size=cfg["intermediate_size"],
+        ffn_dim_multiplier=None,
+        multiple_of=1,
+    )
     kwargs.update(overrides)
     return ModelArgs(**kwargs)
 
@@ -162,8 +193,10 @@ def load_into(model: Transformer, state: dict[str, Tensor], source: str = "check
         if name not in expected:
             raise CheckpointError(f"{source}: tensor {name!r} has no place in this model (config mismatch?)")
         if tuple(state[name].shape) != tuple(expected[name].shape):
-            raise CheckpointError(f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, "
-                                  f"the config expects {tuple(expected[name].shape)}")
+            raise CheckpointError(
+                f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, "
+                f"the config expects {tuple(expected[name].shape)}"
+            )
     missing = sorted(set(expected) - set(state), key=_natural)
     if missing:
         raise CheckpointError(f"{source}: tensor {missing[0]!r} is missing ({len(missing)} missing in all)")
@@ -184,8 +217,9 @@ def _read_safetensors(folder: Path) -> dict[str, Tensor]:
         try:
             state.update(load_file(f))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{f} is not a readable safetensors file ({e}); the file may be truncated or "
-                                  f"corrupt") from e
+            raise CheckpointError(
+                f"{f} is not a readable safetensors file ({e}); the file may be truncated or corrupt"
+            ) from e
     return state
 
 
@@ -235,11 +269,13 @@ def atomic_write_folder(folder: str | os.PathLike, write) -> Path:
 # ---------------------------------------------------------------------- public API
 def save_checkpoint(model: Transformer, folder: str | os.PathLike, extra_files: dict[str, bytes] | None = None) -> Path:
     """minillama's own format: `config.json` (ModelArgs) + `model.safetensors` (Meta names), written atomically."""
+
     def write(tmp: Path):
         (tmp / "config.json").write_text(json.dumps(model.args.to_dict(), indent=2))
         save_file(_state_for_saving(model), tmp / "model.safetensors", metadata={"format": "minillama"})
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
+
     return atomic_write_folder(folder, write)
 
 
@@ -253,10 +289,13 @@ def load_checkpoint(folder: str | os.PathLike, dtype: torch.dtype = torch.float3
 
 def save_hf(model: Transformer, folder: str | os.PathLike) -> Path:
     """A Hugging Face folder (`config.json` + `model.safetensors`) that `LlamaForCausalLM.from_pretrained` loads."""
+
     def write(tmp: Path):
         (tmp / "config.json").write_text(json.dumps(args_to_hf_config(model.args), indent=2))
-        save_file(meta_to_hf(_state_for_saving(model), model.args), tmp / "model.safetensors",
-                  metadata={"format": "pt"})
+        save_file(
+            meta_to_hf(_state_for_saving(model), model.args), tmp / "model.safetensors", metadata={"format": "pt"}
+        )
+
     return atomic_write_folder(folder, write)
 
 
@@ -273,13 +312,22 @@ def save_meta(model: Transformer, folder: str | os.PathLike) -> Path:
     a = model.args
 
     def write(tmp: Path):
-        params = {"dim": a.dim, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_kv_heads": a.n_kv_heads,
-                  "vocab_size": a.vocab_size, "multiple_of": a.multiple_of,
-                  "ffn_dim_multiplier": a.ffn_dim_multiplier, "norm_eps": a.norm_eps, "rope_theta": a.rope_theta,
-                  "use_scaled_rope": a.use_scaled_rope}
+        params = {
+            "dim": a.dim,
+            "n_layers": a.n_layers,
+            "n_heads": a.n_heads,
+            "n_kv_heads": a.n_kv_heads,
+            "vocab_size": a.vocab_size,
+            "multiple_of": a.multiple_of,
+            "ffn_dim_multiplier": a.ffn_dim_multiplier,
+            "norm_eps": a.norm_eps,
+            "rope_theta": a.rope_theta,
+            "use_scaled_rope": a.use_scaled_rope,
+        }
         (tmp / "params.json").write_text(json.dumps(params, indent=2))
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         torch.save(state, tmp / "consolidated.00.pth")
+
     return atomic_write_folder(folder, write)
 
 
@@ -301,8 +349,9 @@ def load_meta(folder: str | os.PathLike, **overrides) -> Transformer:
 # different data or hyperparameters at each of the RM, SFT and DPO stages). Runs that start from one checkpoint and
 # train briefly stay in one basin, so the average of their weights is itself a good model, often better than each.
 # ----------------------------------------------------------------------------------------------------------------
-def average_state_dicts(state_dicts: Sequence[dict[str, Tensor]],
-                        weights: Sequence[float] | None = None) -> dict[str, Tensor]:
+def average_state_dicts(
+    state_dicts: Sequence[dict[str, Tensor]], weights: Sequence[float] | None = None
+) -> dict[str, Tensor]:
     """Σ_i w_i · θ_i for every floating-point tensor, accumulated in float64 and returned in each tensor's dtype
     (weights default to uniform and are normalised to sum to 1); other tensors are copied from the first."""
     if not state_dicts:
@@ -310,8 +359,10 @@ def average_state_dicts(state_dicts: Sequence[dict[str, Tensor]],
     keys = list(state_dicts[0])
     for i, sd in enumerate(state_dicts[1:], 1):
         if list(sd) != keys or any(sd[k].shape != state_dicts[0][k].shape for k in keys):
-            raise ValueError(f"state dict {i} does not match the first one (names or shapes differ): "
-                             "average only checkpoints of the same model")
+            raise ValueError(
+                f"state dict {i} does not match the first one (names or shapes differ): "
+                "average only checkpoints of the same model"
+            )
     w = torch.tensor(list(weights) if weights is not None else [1.0] * len(state_dicts), dtype=torch.float64)
     if w.shape != (len(state_dicts),) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"weights must be {len(state_dicts)} non-negative numbers with a positive sum, got {weights}")

@@ -43,10 +43,17 @@ def next_token(logits: Tensor, temperature: float, top_p: float, generator: torc
 
 
 @torch.inference_mode()
-def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new_tokens: int,
-             temperature: float = 0.0, top_p: float = 1.0, stop_tokens: Iterable[int] = (),
-             seed: int | None = None, use_cache: bool = True,
-             return_stop: bool = False) -> list[list[int]] | tuple[list[list[int]], list[int | None]]:
+def generate(
+    model: Transformer,
+    prompt_tokens: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop_tokens: Iterable[int] = (),
+    seed: int | None = None,
+    use_cache: bool = True,
+    return_stop: bool = False,
+) -> list[list[int]] | tuple[list[list[int]], list[int | None]]:
     """Continue each prompt by up to `max_new_tokens` tokens; returns the new tokens of each row.
 
     A row ends at its first stop token (not included in the output); `stop_tokens` may be any iterable, read once.
@@ -79,8 +86,8 @@ def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new
     tokens = torch.zeros((bsz, total_len), dtype=torch.long, device=device)
     is_prompt = torch.zeros((bsz, total_len), dtype=torch.bool, device=device)
     for i, p in enumerate(prompt_tokens):
-        tokens[i, :len(p)] = torch.tensor(p, dtype=torch.long, device=device)
-        is_prompt[i, :len(p)] = True
+        tokens[i, : len(p)] = torch.tensor(p, dtype=torch.long, device=device)
+        is_prompt[i, : len(p)] = True
     finished = torch.zeros(bsz, dtype=torch.bool, device=device)
 
     was_training = model.training
@@ -107,10 +114,8 @@ def generate(model: Transformer, prompt_tokens: Sequence[Sequence[int]], max_new
 
     out, ended_by = [], []
     for i, n in enumerate(lengths):
-        row = tokens[i, n:n + max_new_tokens].tolist()
+        row = tokens[i, n : n + max_new_tokens].tolist()
         cut = next((j for j, t in enumerate(row) if t in stop_ids), len(row))
         out.append(row[:cut])
         ended_by.append(row[cut] if cut < len(row) else None)
     return (out, ended_by) if return_stop else out
-
-

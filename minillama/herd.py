@@ -61,8 +61,13 @@ def herd_rows(names=HERD, contexts=(8192, 131072), fit_context: int = 8192) -> l
     for name in names:
         args = ModelArgs.from_preset(name)
         n = parameter_count(args)
-        row = {"name": name, "params": n, "bf16_bytes": 2 * n, "fp8_bytes": n,
-               "kv_bytes_per_token": kv_cache_bytes(args.n_layers, args.n_kv_heads, args.head_dim)}
+        row = {
+            "name": name,
+            "params": n,
+            "bf16_bytes": 2 * n,
+            "fp8_bytes": n,
+            "kv_bytes_per_token": kv_cache_bytes(args.n_layers, args.n_kv_heads, args.head_dim),
+        }
         for ctx in contexts:
             row[f"kv_bytes_at_{ctx}"] = kv_cache_bytes(args.n_layers, args.n_kv_heads, args.head_dim, seq_len=ctx)
         cache = kv_cache_bytes(args.n_layers, args.n_kv_heads, args.head_dim, seq_len=fit_context)
@@ -74,14 +79,18 @@ def herd_rows(names=HERD, contexts=(8192, 131072), fit_context: int = 8192) -> l
 
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of `herd_rows(fit_context=8192)` (GB = 10^9 bytes for weights, KiB/GiB for the cache)."""
-    head = (f"{'model':<15}{'params':>17}{'bf16 GB':>9}{'fp8 GB':>8}{'KV/token':>10}{'KV@128K':>9}"
-            "  fits with an 8K cache (bf16 / fp8)")
+    head = (
+        f"{'model':<15}{'params':>17}{'bf16 GB':>9}{'fp8 GB':>8}{'KV/token':>10}{'KV@128K':>9}"
+        "  fits with an 8K cache (bf16 / fp8)"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         kv128 = r.get("kv_bytes_at_131072")
         kv128 = f"{kv128 / GiB:.1f}GiB" if kv128 is not None else "-"
-        lines.append(f"{r['name']:<15}{r['params']:>17,}{r['bf16_bytes'] / GB:>9.1f}{r['fp8_bytes'] / GB:>8.1f}"
-                     f"{r['kv_bytes_per_token'] / 1024:>7.0f}KiB{kv128:>9}  {r['fits_bf16']} / {r['fits_fp8']}")
+        lines.append(
+            f"{r['name']:<15}{r['params']:>17,}{r['bf16_bytes'] / GB:>9.1f}{r['fp8_bytes'] / GB:>8.1f}"
+            f"{r['kv_bytes_per_token'] / 1024:>7.0f}KiB{kv128:>9}  {r['fits_bf16']} / {r['fits_fp8']}"
+        )
     return "\n".join(lines)
 
 

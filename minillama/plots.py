@@ -46,8 +46,10 @@ def plot_rope_bands(head_dim: int = 128, theta: float = 500000.0, scaling: RopeS
         ax.axvspan(start - 0.5, start + n_mid - 0.5, color="tab:orange", alpha=0.15, label=f"smoothed ({n_mid})")
     ax.plot(list(idx), before, "o-", ms=3, label="wavelength, original")
     ax.plot(list(idx), after, "s-", ms=3, label="wavelength, 3.1 scaling")
-    edges = ((hi_edge, f"L/{scaling.high_freq_factor:g} = {hi_edge:g}"),
-             (lo_edge, f"L/{scaling.low_freq_factor:g} = {lo_edge:g}"))
+    edges = (
+        (hi_edge, f"L/{scaling.high_freq_factor:g} = {hi_edge:g}"),
+        (lo_edge, f"L/{scaling.low_freq_factor:g} = {lo_edge:g}"),
+    )
     for y, text in edges:
         ax.axhline(y, color="gray", linestyle=":", linewidth=1)
         ax.text(0, y * 1.15, text, fontsize=8, color="gray")
@@ -97,8 +99,9 @@ def plot_attention(weights, labels: Sequence[str] | None = None, title: str = "a
     return ax.figure
 
 
-def plot_kv_speedup(lengths: Sequence[int], seconds_cached: Sequence[float], seconds_uncached: Sequence[float],
-                    ax=None):
+def plot_kv_speedup(
+    lengths: Sequence[int], seconds_cached: Sequence[float], seconds_uncached: Sequence[float], ax=None
+):
     """Generation time against the number of new tokens, with and without the KV cache (paper §6)."""
     ax = _axes(ax)
     ax.plot(lengths, seconds_uncached, "o-", label="no cache: recompute the prefix every step", color="tab:red")
@@ -113,8 +116,13 @@ def plot_kv_speedup(lengths: Sequence[int], seconds_cached: Sequence[float], sec
 # ----------------------------------------------------------------------------------------------------------------
 # Showing a dialog token by token
 # ----------------------------------------------------------------------------------------------------------------
-ROLE_COLOURS = {"format": "#d0d0d0", "system": "#ffe7a8", "user": "#b9e3ff", "assistant": "#c8f2c2",
-                "ipython": "#f7c6e0"}
+ROLE_COLOURS = {
+    "format": "#d0d0d0",
+    "system": "#ffe7a8",
+    "user": "#b9e3ff",
+    "assistant": "#c8f2c2",
+    "ipython": "#f7c6e0",
+}
 
 
 def tokens_html(tokenizer, tokens: list[int], roles: list[str] | None = None) -> str:
@@ -130,7 +138,9 @@ def tokens_html(tokenizer, tokens: list[int], roles: list[str] | None = None) ->
         if tid in special_ids:
             style += "font-weight:bold;border:1px solid #555;"
         spans.append(f'<span title="id {tid} ({role})" style="{style}">{shown}</span>')
-    legend = " ".join(f'<span style="background:{c};padding:1px 6px;border-radius:3px">{r}</span>'
-                      for r, c in ROLE_COLOURS.items())
-    return (f'<div style="font-family:monospace;font-size:12px;line-height:2">{legend}<br><br>'
-            + "".join(spans) + "</div>")
+    legend = " ".join(
+        f'<span style="background:{c};padding:1px 6px;border-radius:3px">{r}</span>' for r, c in ROLE_COLOURS.items()
+    )
+    return (
+        f'<div style="font-family:monospace;font-size:12px;line-height:2">{legend}<br><br>' + "".join(spans) + "</div>"
+    )

@@ -47,4 +47,3 @@ def set_threads(n: int | None = None) -> int:
 def repo_root() -> Path:
     """The repository checkout this package was installed from (editable install)."""
     return Path(__file__).resolve().parent.parent
-

@@ -1,6 +1,5 @@
 """Test-wide settings: one torch thread per process (CI shares 2 cores), float32 matmuls at full precision."""
 
-
 import pytest
 import torch
 

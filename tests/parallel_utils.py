@@ -34,24 +34,35 @@ def _cp_rope_local_positions():  # RoPE rotates by 0..s−1 on every rank instea
 
 
 def _mesh_dp_innermost():  # groups from a grid with DP innermost, coordinates from the paper's formula
-    mesh_mod.grid = lambda tp=1, cp=1, pp=1, dp=1: torch.arange(tp * cp * pp * dp).view(tp, cp, pp, dp).permute(
-        3, 2, 1, 0)
+    mesh_mod.grid = lambda tp=1, cp=1, pp=1, dp=1: (
+        torch.arange(tp * cp * pp * dp).view(tp, cp, pp, dp).permute(3, 2, 1, 0)
+    )
 
 
 def _dp_average_instead_of_sum():  # loss already divided by the global token count: averaging divides twice
     def start(self, group):
         self.flat = torch.cat([p.grad.reshape(-1) for p in self.params])
         self.work = dist.all_reduce(self.flat, op=dist.ReduceOp.AVG, group=group, async_op=True)
+
     dp_mod.Bucket.start = start
 
 
 def _fsdp_skip_reduce_scatter():  # each rank keeps its own shard of its own gradient, never summed
     def reduce_scatter_grad(self):
-        flat = self._pad(torch.cat([(p.grad if p.grad is not None else torch.zeros(s, dtype=self.dtype))
-                                    .reshape(-1).to(self.master_dtype) for p, s in zip(self.params, self.shapes)]))
+        flat = self._pad(
+            torch.cat(
+                [
+                    (p.grad if p.grad is not None else torch.zeros(s, dtype=self.dtype))
+                    .reshape(-1)
+                    .to(self.master_dtype)
+                    for p, s in zip(self.params, self.shapes)
+                ]
+            )
+        )
         self.shard.grad = flat.view(self.n, -1)[dist.get_rank(self.group)].clone()
         for p in self.params:
             p.grad = None
+
     fsdp.FlatShard.reduce_scatter_grad = reduce_scatter_grad
 
 
@@ -72,8 +83,23 @@ def _rank(sizes, args, tokens, reference, dtype, dp_mode, pipeline, mutation):
     return fourd.compare(result, reference, sizes)
 
 
-def run_mesh(tp=1, cp=1, pp=1, dp=1, *, dtype=torch.float64, dp_mode="fsdp", mutation=None, batch=4, seq_len=16,
-             args=None, schedule="1f1b", n_microbatches=None, virtual_stages=1, seed=0):
+def run_mesh(
+    tp=1,
+    cp=1,
+    pp=1,
+    dp=1,
+    *,
+    dtype=torch.float64,
+    dp_mode="fsdp",
+    mutation=None,
+    batch=4,
+    seq_len=16,
+    args=None,
+    schedule="1f1b",
+    n_microbatches=None,
+    virtual_stages=1,
+    seed=0,
+):
     """Worst |difference| (loss, grads, params) of one step on the mesh against the single-device step."""
     args = args or fourd.small_args()
     fourd.validate_layout(args, tp, cp, pp, dp, batch, seq_len, n_microbatches, virtual_stages)
@@ -81,8 +107,9 @@ def run_mesh(tp=1, cp=1, pp=1, dp=1, *, dtype=torch.float64, dp_mode="fsdp", mut
     reference = fourd.reference_step(args, tokens, dtype=dtype)
     sizes = {"tp": tp, "cp": cp, "pp": pp, "dp": dp}
     pipeline = dict(schedule=schedule, n_microbatches=n_microbatches, virtual_stages=virtual_stages)
-    per_rank = launch(_rank, math.prod(sizes.values()), sizes, args, tokens, reference, dtype, dp_mode, pipeline,
-                      mutation, timeout=60)
+    per_rank = launch(
+        _rank, math.prod(sizes.values()), sizes, args, tokens, reference, dtype, dp_mode, pipeline, mutation, timeout=60
+    )
     return fourd.summarize(per_rank, reference)
 
 

@@ -31,16 +31,18 @@ def test_csv_running_example():
     assert "East leads with 898.00" in result.answer and "KeyError" in result.answer
     roles = [m["role"] for m in result.messages]
     assert roles == ["system", "user", "assistant", "ipython", "assistant", "ipython", "assistant"]
-    assert result.messages[2]["stop_reason"] == "end_of_message" and result.messages[-1]["stop_reason"] == \
-        "end_of_turn"
+    assert result.messages[2]["stop_reason"] == "end_of_message" and result.messages[-1]["stop_reason"] == "end_of_turn"
 
 
 def test_calculator_and_search_and_custom_tool():
-    model = ScriptedModel([
-        'wolfram_alpha.call(query="1234 * 5678")<|eom_id|>',
-        'brave_search.call(query="with statement")<|eom_id|>',
-        '{"type": "function", "name": "get_weather", "parameters": {"city": "Oslo", "days": 2}}<|eom_id|>',
-        "Done.<|eot_id|>"])
+    model = ScriptedModel(
+        [
+            'wolfram_alpha.call(query="1234 * 5678")<|eom_id|>',
+            'brave_search.call(query="with statement")<|eom_id|>',
+            '{"type": "function", "name": "get_weather", "parameters": {"city": "Oslo", "days": 2}}<|eom_id|>',
+            "Done.<|eot_id|>",
+        ]
+    )
     toolbox = Toolbox(builtin=("wolfram_alpha", "brave_search"), registry=weather_registry())
     result = Agent(model, toolbox).run("several things")
     contents = [m["content"] for m in result.messages if m["role"] == "ipython"]
@@ -52,16 +54,19 @@ def test_calculator_and_search_and_custom_tool():
     assert "get_weather" in result.messages[1]["content"] and result.messages[1]["role"] == "user"
 
 
-@pytest.mark.parametrize("bad,kind", [
-    ('<function=get_weather>{"city": Oslo}</function><|eot_id|>', "bad_json"),
-    ('{"type": "function", "name": "get_wether", "parameters": {"city": "Oslo"}}<|eom_id|>', "unknown_tool"),
-    ('{"type": "function", "name": "get_weather", "parameters": {}}<|eom_id|>', "missing_argument"),
-    ('{"type": "function", "name": "get_weather", "parameters": {"city": 3}}<|eom_id|>', "wrong_type"),
-    ('{"name": "get_weather"}<|eom_id|>', "bad_call"),
-    ('photogen.call(query="a llama")<|eom_id|>', "unknown_tool"),
-    ("I will call a tool now<|eom_id|>", "no_call"),
-    ('<|python_tag|>while True:\n    pass<|eom_id|>', "code_failed"),
-])
+@pytest.mark.parametrize(
+    "bad,kind",
+    [
+        ('<function=get_weather>{"city": Oslo}</function><|eot_id|>', "bad_json"),
+        ('{"type": "function", "name": "get_wether", "parameters": {"city": "Oslo"}}<|eom_id|>', "unknown_tool"),
+        ('{"type": "function", "name": "get_weather", "parameters": {}}<|eom_id|>', "missing_argument"),
+        ('{"type": "function", "name": "get_weather", "parameters": {"city": 3}}<|eom_id|>', "wrong_type"),
+        ('{"name": "get_weather"}<|eom_id|>', "bad_call"),
+        ('photogen.call(query="a llama")<|eom_id|>', "unknown_tool"),
+        ("I will call a tool now<|eom_id|>", "no_call"),
+        ("<|python_tag|>while True:\n    pass<|eom_id|>", "code_failed"),
+    ],
+)
 def test_errors_go_back_to_the_model(bad, kind):
     model = ScriptedModel([bad, "Sorry, let me answer directly.<|eot_id|>"])
     toolbox = Toolbox(builtin=("code_interpreter",), registry=weather_registry(), timeout_s=1)
@@ -91,12 +96,22 @@ def test_transcript_encodes_like_meta():
 
     tok = Tokenizer.get_instance()
     result = csv_demo(timeout_s=10)
-    meta_messages = [RawMessage(role="tool" if m["role"] == "ipython" else m["role"], content=m["content"],
-                                stop_reason=StopReason(m["stop_reason"]) if m.get("stop_reason") else None,
-                                tool_calls=[ToolCall(call_id="0", tool_name=c["tool_name"], arguments=c["arguments"])
-                                            for c in m.get("tool_calls", [])]) for m in result.messages]
-    assert ChatFormat(tok).encode_dialog_prompt(result.messages) == \
-        MetaChatFormat(tok).encode_dialog_prompt(meta_messages).tokens
+    meta_messages = [
+        RawMessage(
+            role="tool" if m["role"] == "ipython" else m["role"],
+            content=m["content"],
+            stop_reason=StopReason(m["stop_reason"]) if m.get("stop_reason") else None,
+            tool_calls=[
+                ToolCall(call_id="0", tool_name=c["tool_name"], arguments=c["arguments"])
+                for c in m.get("tool_calls", [])
+            ],
+        )
+        for m in result.messages
+    ]
+    assert (
+        ChatFormat(tok).encode_dialog_prompt(result.messages)
+        == MetaChatFormat(tok).encode_dialog_prompt(meta_messages).tokens
+    )
     text = format_transcript(result.messages)
     assert "[ipython]" in text and "<|python_tag|>" in text
 

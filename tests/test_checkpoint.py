@@ -18,8 +18,17 @@ from minillama.checkpoint import (
 
 
 def tiny(tied=True):
-    args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, multiple_of=16,
-                     max_seq_len=32, use_scaled_rope=False, tie_word_embeddings=tied)
+    args = ModelArgs(
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=50,
+        multiple_of=16,
+        max_seq_len=32,
+        use_scaled_rope=False,
+        tie_word_embeddings=tied,
+    )
     return Transformer(args).init_weights(seed=0)
 
 

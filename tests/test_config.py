@@ -33,15 +33,20 @@ def test_rope_scaling_factors_per_family():
     assert ModelArgs.from_preset("llama3.1-405b").rope_theta == 500000.0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(dim=100, n_heads=3), "not divisible by n_heads"),
-    (dict(dim=64, n_heads=4, n_kv_heads=3), "not divisible by n_kv_heads"),
-    (dict(dim=60, n_heads=4, n_kv_heads=4), "odd"),
-    (dict(dim=64, n_heads=4, n_kv_heads=2, vocab_size=0), "vocab_size must be a positive integer"),
-    (dict(dim=64, n_heads=4, n_kv_heads=2, norm_eps=0.0), "norm_eps"),
-    (dict(dim=64, n_heads=4, n_kv_heads=2, rope_scaling=dict(low_freq_factor=4, high_freq_factor=1)),
-     "low_freq_factor < high_freq_factor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dim=100, n_heads=3), "not divisible by n_heads"),
+        (dict(dim=64, n_heads=4, n_kv_heads=3), "not divisible by n_kv_heads"),
+        (dict(dim=60, n_heads=4, n_kv_heads=4), "odd"),
+        (dict(dim=64, n_heads=4, n_kv_heads=2, vocab_size=0), "vocab_size must be a positive integer"),
+        (dict(dim=64, n_heads=4, n_kv_heads=2, norm_eps=0.0), "norm_eps"),
+        (
+            dict(dim=64, n_heads=4, n_kv_heads=2, rope_scaling=dict(low_freq_factor=4, high_freq_factor=1)),
+            "low_freq_factor < high_freq_factor",
+        ),
+    ],
+)
 def test_invalid_configs_say_what_to_change(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ModelArgs(**kwargs)

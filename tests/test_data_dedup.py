@@ -125,8 +125,10 @@ def test_exact_dedup_normalizes_case_and_whitespace():
 def test_line_dedup_removes_lines_repeated_more_than_n_times_in_bucket():
     """A line seen 7 times across a bucket is removed (max_repeats=6); one seen 6 times stays; blank lines stay."""
     boiler, common = "Subscribe to our newsletter!", "shared line"
-    docs = [Document(f"unique {chr(97 + i)}\n\n{boiler}\n" + (f"{common}\n" if i < 6 else ""), "s", str(i))
-            for i in range(7)]
+    docs = [
+        Document(f"unique {chr(97 + i)}\n\n{boiler}\n" + (f"{common}\n" if i < 6 else ""), "s", str(i))
+        for i in range(7)
+    ]
     kept, report = line_dedup(docs, max_repeats=6, bucket_size=100)
     assert all(boiler not in d.text for d in kept)
     assert sum(common in d.text for d in kept) == 6

@@ -20,15 +20,19 @@ from minillama.data.filters import (
     tokenize_words,
 )
 
-PROSE = ("The for statement is used to iterate over the elements of a sequence such as a string tuple or list or "
-         "other iterable object and the expression list is evaluated once it should yield an iterable object")
+PROSE = (
+    "The for statement is used to iterate over the elements of a sequence such as a string tuple or list or "
+    "other iterable object and the expression list is evaluated once it should yield an iterable object"
+)
 
 
 def _coverage_by_hand(words, n):
     """Independent statement of the rule: a word is covered if any n-gram containing it occurs twice or more."""
-    grams = [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
-    covered = [any(grams.count(grams[s]) > 1 for s in range(max(0, i - n + 1), min(i, len(grams) - 1) + 1))
-               for i in range(len(words))]
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    covered = [
+        any(grams.count(grams[s]) > 1 for s in range(max(0, i - n + 1), min(i, len(grams) - 1) + 1))
+        for i in range(len(words))
+    ]
     return sum(len(w) for w, c in zip(words, covered) if c) / sum(len(w) for w in words)
 
 
@@ -83,7 +87,7 @@ def test_kl_filter_drops_the_outlier_blob():
     words = PROSE.split()
     docs = [Document(" ".join(rng.choice(words) for _ in range(300)), "s", f"p{i}") for i in range(12)]
     blob = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") for _ in range(4000))
-    blob = "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76))
+    blob = "\n".join(blob[i : i + 76] for i in range(0, len(blob), 76))
     docs.append(Document(blob, "s", "blob"))
     docs.append(Document("zzz qqq", "s", "short"))
     kept, report = kl_filter(docs, k=4.0, min_tokens=50)

@@ -42,8 +42,13 @@ def test_fit_reaches_the_same_optimum_as_scipy():
         grad = np.append(X.T @ (p - labels) / len(z) + 1e-2 * w, np.mean(p - labels))
         return loss, grad
 
-    res = optimize.minimize(objective, np.zeros(2**12 + 1), jac=True, method="L-BFGS-B",
-                            options={"maxiter": 2000, "gtol": 1e-10, "ftol": 1e-14})
+    res = optimize.minimize(
+        objective,
+        np.zeros(2**12 + 1),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 2000, "gtol": 1e-10, "ftol": 1e-14},
+    )
     theirs = 1 / (1 + np.exp(-(X @ res.x[:-1] + res.x[-1])))
     np.testing.assert_allclose(clf.predict_proba(texts), theirs, atol=2e-3)
 

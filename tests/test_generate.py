@@ -9,8 +9,17 @@ from minillama.generate import sample_top_p
 
 @pytest.fixture(scope="module")
 def model():
-    args = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=61, multiple_of=16,
-                     ffn_dim_multiplier=None, max_seq_len=64, use_scaled_rope=False)
+    args = ModelArgs(
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=61,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        max_seq_len=64,
+        use_scaled_rope=False,
+    )
     return Transformer(args).init_weights(std=0.3, seed=0).eval()
 
 
@@ -43,7 +52,7 @@ def test_stop_tokens_end_rows_independently(model):
     free = generate(model, [[1, 2, 3]], 15)[0]
     stop = free[4]
     out = generate(model, [[1, 2, 3]], 15, stop_tokens=[stop, 60])[0]
-    assert out == free[:free.index(stop)]
+    assert out == free[: free.index(stop)]
 
 
 def test_stop_tokens_may_be_any_iterable(model):
@@ -51,7 +60,7 @@ def test_stop_tokens_may_be_any_iterable(model):
     (reading it twice found the generator empty the second time, kept the stop token and padded with zeros)."""
     free = generate(model, [[1, 5, 9, 2]], 12)[0]
     stop = free[3]
-    cut = free[:free.index(stop)]
+    cut = free[: free.index(stop)]
     assert generate(model, [[1, 5, 9, 2]], 12, stop_tokens=iter([stop]))[0] == cut
     assert generate(model, [[1, 5, 9, 2]], 12, stop_tokens=(t for t in [stop, 60]))[0] == cut
 

@@ -39,7 +39,7 @@ def test_after_the_crashes(impl):
     assert impl.add(1, 1) == 2
 '''
 
-LEARNER = '''
+LEARNER = """
 import os, sys
 def add(a, b):
     return a + b
@@ -53,7 +53,7 @@ def soft_exit():
 def flood():
     print("x" * 3_000_000)
     return 1
-'''
+"""
 
 
 def test_grader_survives_hangs_crashes_exits_and_floods(tmp_path):
@@ -63,13 +63,25 @@ def test_grader_survives_hangs_crashes_exits_and_floods(tmp_path):
     (tmp_path / "exercises").mkdir()
     (tmp_path / "exercises" / "ch97_demo.py").write_text(textwrap.dedent(LEARNER))
     env = dict(os.environ, MINILLAMA_EXERCISE_TESTS=str(tests))
-    proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch97", "--timeout", "3"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "minillama.grade", "ch97", "--timeout", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads((tmp_path / "results.json").read_text())
     by_name = {t["name"].split("::")[1]: t for t in data["tests"]}
-    assert set(by_name) == {"test_add", "test_hangs", "test_exits_process", "test_sys_exit", "test_floods_output",
-                            "test_after_the_crashes"}
+    assert set(by_name) == {
+        "test_add",
+        "test_hangs",
+        "test_exits_process",
+        "test_sys_exit",
+        "test_floods_output",
+        "test_after_the_crashes",
+    }
     assert by_name["test_add"]["score"] == 2 and by_name["test_after_the_crashes"]["score"] == 3
     for name in ("test_hangs", "test_exits_process", "test_sys_exit", "test_floods_output"):
         assert by_name[name]["score"] == 0 and by_name[name]["status"] == "failed", name
@@ -80,7 +92,7 @@ def test_grader_survives_hangs_crashes_exits_and_floods(tmp_path):
     assert "total" in proc.stdout and "5/9" in proc.stdout
 
 
-HONEST_CH04 = '''
+HONEST_CH04 = """
 import torch
 
 
@@ -112,7 +124,7 @@ def greedy_generate(model, prompt, max_new_tokens, stop_tokens=()):
         logits = model(torch.tensor([[nxt]]), pos)
         pos += 1
     return out
-'''
+"""
 
 
 @pytest.mark.slow
@@ -122,8 +134,14 @@ def test_honest_learner_code_grades_through_the_worker(tmp_path):
     unfinished functions say "not implemented yet"."""
     (tmp_path / "exercises").mkdir()
     (tmp_path / "exercises" / "ch04_inference.py").write_text(HONEST_CH04)
-    proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch04"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "minillama.grade", "ch04"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     status = {t["name"].split("::")[1]: t["status"] for t in data["tests"]}
     for name, s in status.items():
@@ -140,9 +158,15 @@ def test_decoder_accepts_plain_values_only():
     from minillama.grading import rpc
     from minillama.grading.worker import encode
 
-    value = {"t": torch.arange(6.0).reshape(2, 3)[:, 1:], "b": torch.tensor([True, False]),
-             "h": torch.ones(2).bfloat16(), "a": np.arange(4, dtype=np.uint32), "s": {(1, 2)}, "n": np.float32(1.5),
-             "x": [None, 1, 2.5, "s", b"y"]}
+    value = {
+        "t": torch.arange(6.0).reshape(2, 3)[:, 1:],
+        "b": torch.tensor([True, False]),
+        "h": torch.ones(2).bfloat16(),
+        "a": np.arange(4, dtype=np.uint32),
+        "s": {(1, 2)},
+        "n": np.float32(1.5),
+        "x": [None, 1, 2.5, "s", b"y"],
+    }
     blobs: list[bytes] = []
     tree = encode(value, {}, blobs)
     back = rpc.decode(*rpc.unpack_message(rpc.pack_message(tree, blobs)))

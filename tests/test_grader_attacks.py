@@ -42,7 +42,7 @@ def test_secret(impl):
     assert impl.secret(3) == 42
 '''
 
-HONEST = '''
+HONEST = """
 import os
 import torch
 
@@ -60,7 +60,7 @@ def double(x):
 
 def secret(x):
     raise NotImplementedError
-'''
+"""
 
 HONEST_SCORES = {"test_add": 2.0, "test_double": 0.0, "test_secret": 0.0}
 
@@ -90,11 +90,18 @@ class Demo:
         self.pids = tmp_path / "pids.txt"
         self.marker = tmp_path / "marker.txt"
         self.results = self.cwd / "results.json"
-        fmt = {"pids": str(self.pids), "marker": str(self.marker), "results": str(self.results),
-               "tests": str(self.tests), "above": str(tmp_path)}
+        fmt = {
+            "pids": str(self.pids),
+            "marker": str(self.marker),
+            "results": str(self.results),
+            "tests": str(self.tests),
+            "above": str(tmp_path),
+        }
         code = textwrap.dedent(HONEST).format(**fmt) + textwrap.dedent(attack).replace("{{", "{").replace(
-            "}}", "}").replace("MARKER", repr(fmt["marker"])).replace("RESULTS", repr(fmt["results"])).replace(
-            "TESTS_DIR", repr(fmt["tests"])).replace("ABOVE", repr(fmt["above"]))
+            "}}", "}"
+        ).replace("MARKER", repr(fmt["marker"])).replace("RESULTS", repr(fmt["results"])).replace(
+            "TESTS_DIR", repr(fmt["tests"])
+        ).replace("ABOVE", repr(fmt["above"]))
         (self.cwd / "exercises" / "ch97_demo.py").write_text(code)
         self.env = dict(os.environ, MINILLAMA_EXERCISE_TESTS=str(self.tests))
 
@@ -103,8 +110,15 @@ class Demo:
 
     def grade(self, *extra: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict | None, float]:
         t0 = time.time()
-        proc = subprocess.run(self.command(*extra), cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = subprocess.run(
+            self.command(*extra),
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         elapsed = time.time() - t0
         data = json.loads(self.results.read_text()) if self.results.exists() else None
         return proc, data, elapsed
@@ -137,7 +151,9 @@ def check_honest_only(demo: Demo, proc, data) -> None:
 def test_patched_comparisons_and_equal_to_anything(tmp_path):
     """torch.testing.assert_close / torch.allclose / torch.equal / numpy.testing patched, results that equal
     anything: the comparisons run in another process, and such an object cannot come back."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import numpy, numpy.testing, torch.testing
         torch.testing.assert_close = lambda *a, **k: None
         torch.allclose = lambda *a, **k: True
@@ -159,7 +175,8 @@ def test_patched_comparisons_and_equal_to_anything(tmp_path):
 
         def secret(x):
             return Whatever()
-    ''')
+    """,
+    )
     proc, data, _ = demo.grade()
     check_honest_only(demo, proc, data)
     assert "plain values" in outputs(data)["test_secret"]
@@ -167,7 +184,9 @@ def test_patched_comparisons_and_equal_to_anything(tmp_path):
 
 def test_wrapped_test_report(tmp_path):
     """_pytest.reports.TestReport.from_item_and_call wrapped to turn every report into a pass."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import _pytest.reports as _reports
         _orig = _reports.TestReport.from_item_and_call.__func__
 
@@ -177,13 +196,16 @@ def test_wrapped_test_report(tmp_path):
             return rep
 
         _reports.TestReport.from_item_and_call = classmethod(_forged)
-    ''')
+    """,
+    )
     check_honest_only(demo, *demo.grade()[:2])
 
 
 def test_hookwrapper_registered_through_the_plugin_manager(tmp_path):
     """A trylast pytest_runtest_makereport hookwrapper registered on the Config found with gc or sys.modules."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import gc, sys
         import pytest
 
@@ -207,13 +229,16 @@ def test_hookwrapper_registered_through_the_plugin_manager(tmp_path):
                     pm.register(_Forge(), "forge")
             except Exception:
                 pass
-    ''')
+    """,
+    )
     check_honest_only(demo, *demo.grade()[:2])
 
 
 def test_replaced_record_function(tmp_path):
     """minillama.grading.plugin._record replaced (found in sys.modules) to mark every result passed."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import sys
         _plugin = sys.modules.get("minillama.grading.plugin")
         if _plugin is None:
@@ -226,14 +251,17 @@ def test_replaced_record_function(tmp_path):
             _orig_record(config, payload)
 
         _plugin._record = _record
-    ''')
+    """,
+    )
     check_honest_only(demo, *demo.grade()[:2])
 
 
 def test_forged_lines_in_the_results_channel_then_exit(tmp_path):
     """Forged "passed" lines appended to the --grade-results path (from sys.argv or /proc/<ancestor>/cmdline) or to
     any file descriptor of an ancestor, then os._exit(0)."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import json, sys
 
         def _ancestors():
@@ -295,14 +323,17 @@ def test_forged_lines_in_the_results_channel_then_exit(tmp_path):
         def secret(x):
             _forge()
             os._exit(0)
-    ''')
+    """,
+    )
     check_honest_only(demo, *demo.grade()[:2])
 
 
 def test_reference_import_is_refused(tmp_path):
     """`from minillama.grading.reference.<chapter> import *` (and the package's answer-key module) inside the
     learner's function: a clear error, 0 points."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         def double(x):
             from minillama.grading.reference.ch02_architecture import rms_norm  # noqa: F401
             return x * 2
@@ -310,7 +341,8 @@ def test_reference_import_is_refused(tmp_path):
         def secret(x):
             import minillama.grading.reference.ch00_the_herd as ref
             return 42 if ref else 0
-    ''')
+    """,
+    )
     proc, data, _ = demo.grade()
     check_honest_only(demo, proc, data)
     assert "must not call the reference implementation" in outputs(data)["test_secret"]
@@ -321,20 +353,36 @@ def test_answer_key_of_a_real_chapter_is_refused(tmp_path):
     """Chapter 00 with the reference (and the package's answer key) re-exported: every test scores 0 and says why."""
     folder = tmp_path / "exercises"
     folder.mkdir()
-    (folder / "ch00_the_herd.py").write_text(textwrap.dedent('''
+    (folder / "ch00_the_herd.py").write_text(
+        textwrap.dedent("""
         from minillama.grading.reference.ch00_the_herd import *  # noqa: F401,F403
-    '''))
-    proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, check=False)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["score"] == 0 and data["tests"], proc.stdout
     assert all("must not call the reference implementation" in t["output"] for t in data["tests"]), proc.stdout
-    (folder / "ch00_the_herd.py").write_text(textwrap.dedent('''
+    (folder / "ch00_the_herd.py").write_text(
+        textwrap.dedent("""
         from minillama.herd import parameter_count as count_parameters  # noqa: F401
         from minillama.kv_cache import kv_cache_bytes  # noqa: F401
-    '''))
-    proc = subprocess.run([sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, check=False)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["score"] == 0, proc.stdout
 
@@ -342,7 +390,9 @@ def test_answer_key_of_a_real_chapter_is_refused(tmp_path):
 # ---------------------------------------------------------------------- processes that outlive the grader
 def test_double_forked_daemon_cannot_rewrite_results(tmp_path):
     """A daemon (fork, setsid, fork) that keeps rewriting results.json after the grader exits is killed with it."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import json, time
 
         def _daemon():
@@ -366,7 +416,8 @@ def test_double_forked_daemon_cannot_rewrite_results(tmp_path):
         def secret(x):
             _daemon()
             raise NotImplementedError
-    ''')
+    """,
+    )
     proc, data, _ = demo.grade()
     assert pids_in(demo.marker), "the attack did not start its daemon"
     assert demo.leftovers() == []
@@ -375,7 +426,7 @@ def test_double_forked_daemon_cannot_rewrite_results(tmp_path):
     check_honest_only(demo, proc, data)
 
 
-HANGING_CHILD = '''
+HANGING_CHILD = """
     import signal, time
 
     def secret(x):
@@ -390,7 +441,7 @@ HANGING_CHILD = '''
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         while True:
             pass
-'''
+"""
 
 
 def test_child_ignoring_signals_is_killed_at_the_end(tmp_path):
@@ -407,8 +458,13 @@ def test_grader_stopped_by_a_signal_leaves_nothing(tmp_path, sig):
     leaves no results.json (a stale, forged one from before is removed at start)."""
     demo = Demo(tmp_path, HANGING_CHILD)
     demo.results.write_text(json.dumps({"score": 10.0, "tests": []}))
-    grader = subprocess.Popen(demo.command("--timeout", "60"), cwd=demo.cwd, env=demo.env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grader = subprocess.Popen(
+        demo.command("--timeout", "60"),
+        cwd=demo.cwd,
+        env=demo.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while not pids_in(demo.marker) and time.time() < deadline:
@@ -427,7 +483,9 @@ def test_grader_stopped_by_a_signal_leaves_nothing(tmp_path, sig):
 # ---------------------------------------------------------------------- the tests folder and configuration
 def test_conftest_written_by_the_learner_is_never_loaded(tmp_path):
     """conftest.py written into the tests folder and into a folder above it: not loaded in this run or the next."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         _CONFTEST = ("import pytest\\n\\n@pytest.hookimpl(hookwrapper=True, trylast=True)\\n"
                      "def pytest_runtest_makereport(item, call):\\n    outcome = yield\\n"
                      "    rep = outcome.get_result()\\n    rep.outcome, rep.longrepr = 'passed', None\\n")
@@ -437,14 +495,15 @@ def test_conftest_written_by_the_learner_is_never_loaded(tmp_path):
                     _f.write(_CONFTEST)
             except OSError:
                 pass
-    ''')
+    """,
+    )
     check_honest_only(demo, *demo.grade()[:2])
     assert (demo.tests / "conftest.py").exists() and (tmp_path / "conftest.py").exists()
     check_honest_only(demo, *demo.grade()[:2])  # the next run
 
 
 # ---------------------------------------------------------------------- budgets
-MANY_TESTS = '''
+MANY_TESTS = """
 import pytest
 
 CHAPTER = "ch97_demo"
@@ -454,7 +513,7 @@ CHAPTER = "ch97_demo"
 @pytest.mark.parametrize("i", range(12))
 def test_many(impl, i):
     assert impl.add(i, 1) == i + 1
-'''
+"""
 
 
 def test_exit_at_import_is_fast(tmp_path):
@@ -468,7 +527,7 @@ def test_exit_at_import_is_fast(tmp_path):
     assert demo.leftovers() == []
 
 
-HANG_TESTS = '''
+HANG_TESTS = """
 import pytest
 
 CHAPTER = "ch97_demo"
@@ -478,17 +537,21 @@ CHAPTER = "ch97_demo"
 @pytest.mark.parametrize("i", range(20))
 def test_hangs(impl, i):
     assert impl.hang(i) == i
-'''
+"""
 
 
 def test_every_test_hangs_within_the_total_budget(tmp_path):
     """20 tests that all hang, 2 s per test, a budget of 8 s: the grader ends within the budget (plus start-up),
     the tests it could not reach are reported "not run (time budget)", all score 0."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         def hang(i):
             while True:
                 pass
-    ''', tests=HANG_TESTS)
+    """,
+        tests=HANG_TESTS,
+    )
     proc, data, elapsed = demo.grade("--timeout", "2", "--budget", "8")
     assert data is not None, proc.stdout + proc.stderr
     assert data["score"] == 0 and len(data["tests"]) == 20
@@ -499,7 +562,7 @@ def test_every_test_hangs_within_the_total_budget(tmp_path):
     assert demo.leftovers() == []
 
 
-MEMORY_TESTS = '''
+MEMORY_TESTS = """
 import pytest
 
 CHAPTER = "ch97_demo"
@@ -518,12 +581,14 @@ def test_hog(impl):
 @pytest.mark.points(1)
 def test_add_after_the_hog(impl):
     assert impl.add(1, 1) == 2
-'''
+"""
 
 
 def test_memory_is_capped_per_worker(tmp_path):
     """The worker runs under an address-space limit: asking for 40 GiB fails that test only (MemoryError)."""
-    demo = Demo(tmp_path, '''
+    demo = Demo(
+        tmp_path,
+        """
         import resource
 
         def limit():
@@ -531,7 +596,9 @@ def test_memory_is_capped_per_worker(tmp_path):
 
         def hog():
             return len(bytearray(40 * 2**30)) and 1
-    ''', tests=MEMORY_TESTS)
+    """,
+        tests=MEMORY_TESTS,
+    )
     proc, data, _ = demo.grade()
     assert data is not None, proc.stdout + proc.stderr
     assert scores(data) == {"test_address_space_is_capped": 1.0, "test_hog": 0.0, "test_add_after_the_hog": 1.0}

@@ -14,8 +14,13 @@ from tests.facts import PARAMS, UNTIED
 KiB, GiB = 2**10, 2**30
 
 # FACTS.md §11: bf16 bytes per token, and at 131,072 tokens.
-KV_PER_TOKEN = {"llama3.1-8b": 131_072, "llama3.1-70b": 327_680, "llama3.1-405b": 516_096,
-                "llama3.2-1b": 32 * KiB, "llama3.2-3b": 112 * KiB}
+KV_PER_TOKEN = {
+    "llama3.1-8b": 131_072,
+    "llama3.1-70b": 327_680,
+    "llama3.1-405b": 516_096,
+    "llama3.2-1b": 32 * KiB,
+    "llama3.2-3b": 112 * KiB,
+}
 KV_128K = {"llama3.1-8b": 16 * GiB, "llama3.1-70b": 40 * GiB, "llama3.1-405b": 63 * GiB}
 
 
@@ -79,9 +84,12 @@ def test_plot_helpers_return_figures():
 
     from minillama import plots
 
-    figs = [plots.plot_rope_bands(), plots.plot_gqa_memory(list(PARAMS)),
-            plots.plot_attention(torch.rand(5, 5).tril(), labels=list("abcde")),
-            plots.plot_kv_speedup([8, 16], [0.1, 0.2], [0.2, 0.8])]
+    figs = [
+        plots.plot_rope_bands(),
+        plots.plot_gqa_memory(list(PARAMS)),
+        plots.plot_attention(torch.rand(5, 5).tril(), labels=list("abcde")),
+        plots.plot_kv_speedup([8, 16], [0.1, 0.2], [0.2, 0.8]),
+    ]
     for fig in figs:
         assert isinstance(fig, matplotlib.figure.Figure)
     # The band shading of the default (head_dim 128) plot counts FACTS.md §2's bands: 29 kept, 6 smoothed, 29 divided.

@@ -63,7 +63,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := dfs(nxt)):
                 return cycle
         state[node] = "done"
@@ -87,20 +87,40 @@ def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-HIGHER = ("minillama.train", "minillama.posttrain", "minillama.tooluse", "minillama.cli", "minillama.parallel",
-          "minillama.data", "minillama.grading", "minillama.bench")
+HIGHER = (
+    "minillama.train",
+    "minillama.posttrain",
+    "minillama.tooluse",
+    "minillama.cli",
+    "minillama.parallel",
+    "minillama.data",
+    "minillama.grading",
+    "minillama.bench",
+)
 
 
-@pytest.mark.parametrize("module, allowed", [
-    ("minillama.model", ()),
-    ("minillama.tooluse.tools.sandbox", ("minillama.tooluse", "minillama.tooluse.tools",
-                                         "minillama.tooluse.tools.sandbox", "minillama.tooluse.format")),
-])
+@pytest.mark.parametrize(
+    "module, allowed",
+    [
+        ("minillama.model", ()),
+        (
+            "minillama.tooluse.tools.sandbox",
+            (
+                "minillama.tooluse",
+                "minillama.tooluse.tools",
+                "minillama.tooluse.tools.sandbox",
+                "minillama.tooluse.format",
+            ),
+        ),
+    ],
+)
 def test_bottom_layers_load_nothing_above_them(module, allowed):
     """`import minillama.model` and `import minillama.tooluse.tools.sandbox` (the code interpreter, which runs in its
     own process) load none of training, post-training, the rest of tool use, parallelism, data or the commands."""
-    code = (f"import sys, {module}; print('\\n'.join(m for m in sys.modules if m.startswith({HIGHER!r}) "
-            f"and m not in {tuple(allowed)!r}))")
+    code = (
+        f"import sys, {module}; print('\\n'.join(m for m in sys.modules if m.startswith({HIGHER!r}) "
+        f"and m not in {tuple(allowed)!r}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [], f"importing {module} loaded {out}"
 
@@ -115,6 +135,8 @@ def test_the_sandbox_imports_without_torch():
 
 
 def test_minillama_generate_is_the_function_even_after_the_module_was_imported():
-    code = ("import inspect; from minillama.generate import sample_top_p; from minillama import generate, Transformer; "
-            "print(inspect.isfunction(generate), Transformer.__name__)")
+    code = (
+        "import inspect; from minillama.generate import sample_top_p; from minillama import generate, Transformer; "
+        "print(inspect.isfunction(generate), Transformer.__name__)"
+    )
     assert run_python(code) == "True Transformer"

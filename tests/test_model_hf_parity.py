@@ -10,11 +10,25 @@ from tests.hf_reference import hf_twin
 
 CONFIGS = {
     "mha": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=4, use_scaled_rope=False, tie_word_embeddings=False),
-    "gqa2-scaled": dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, use_scaled_rope=True, tie_word_embeddings=True,
-                        rope_scaling=dict(factor=8.0, original_max_seq_len=64)),
-    "gqa4-scaled32": dict(dim=96, n_layers=3, n_heads=8, n_kv_heads=2, use_scaled_rope=True,
-                          tie_word_embeddings=False, rope_theta=10000.0,
-                          rope_scaling=dict(factor=32.0, original_max_seq_len=32)),
+    "gqa2-scaled": dict(
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        use_scaled_rope=True,
+        tie_word_embeddings=True,
+        rope_scaling=dict(factor=8.0, original_max_seq_len=64),
+    ),
+    "gqa4-scaled32": dict(
+        dim=96,
+        n_layers=3,
+        n_heads=8,
+        n_kv_heads=2,
+        use_scaled_rope=True,
+        tie_word_embeddings=False,
+        rope_theta=10000.0,
+        rope_scaling=dict(factor=32.0, original_max_seq_len=32),
+    ),
 }
 
 
@@ -49,7 +63,7 @@ def test_cached_decoding_matches_transformers(name):
         reference = hf(tokens).logits
         model.setup_cache(max_batch_size=2, max_seq_len=64)
         pieces = [model(tokens[:, :10], start_pos=0)]
-        pieces += [model(tokens[:, p:p + 1], start_pos=p) for p in range(10, 20)]
+        pieces += [model(tokens[:, p : p + 1], start_pos=p) for p in range(10, 20)]
         pieces.append(model(tokens[:, 20:], start_pos=20))  # several new tokens after a cache: the offset mask
         model.reset_cache()
     # The cache computes the same sums in another order (prefill, then one row at a time): with logits up to ~7.5,
@@ -72,10 +86,23 @@ def test_positions_beyond_original_context_use_scaling():
 
 def test_load_hf_from_transformers_save_pretrained(tmp_path):
     """A model created and saved by transformers itself loads into minillama with the same logits."""
-    ours_args = ModelArgs(dim=64, n_layers=2, n_heads=8, n_kv_heads=2, vocab_size=97, multiple_of=16,
-                          max_seq_len=128, rope_scaling=dict(original_max_seq_len=64))
-    config = LlamaConfig(**{k: v for k, v in args_to_hf_config(ours_args).items()
-                            if k not in ("architectures", "model_type", "torch_dtype")})
+    ours_args = ModelArgs(
+        dim=64,
+        n_layers=2,
+        n_heads=8,
+        n_kv_heads=2,
+        vocab_size=97,
+        multiple_of=16,
+        max_seq_len=128,
+        rope_scaling=dict(original_max_seq_len=64),
+    )
+    config = LlamaConfig(
+        **{
+            k: v
+            for k, v in args_to_hf_config(ours_args).items()
+            if k not in ("architectures", "model_type", "torch_dtype")
+        }
+    )
     torch.manual_seed(5)
     hf = LlamaForCausalLM(config).eval()
     with torch.no_grad():

@@ -17,8 +17,9 @@ def test_2x2x2x2_fsdp_float64():
 
 def test_tp_pp_interleaved_with_allreduce_dp_float64():
     """8 ranks, TP=2, PP=2 with the interleaved schedule (2 virtual stages, 4 micro-batches), DP=2 all-reduce."""
-    assert_exact(run_mesh(tp=2, pp=2, dp=2, dp_mode="ddp", batch=8, schedule="interleaved", virtual_stages=2,
-                          n_microbatches=4))
+    assert_exact(
+        run_mesh(tp=2, pp=2, dp=2, dp_mode="ddp", batch=8, schedule="interleaved", virtual_stages=2, n_microbatches=4)
+    )
 
 
 def test_cp_pp_gpipe_float32():

@@ -8,8 +8,10 @@ from minillama.model.config import ModelArgs
 from minillama.parallel import costs
 
 
-@pytest.mark.parametrize("preset,expected", [("llama3.1-8b", 8_030_261_248), ("llama3.1-70b", 70_553_706_496),
-                                             ("llama3.1-405b", 405_853_388_800)])
+@pytest.mark.parametrize(
+    "preset,expected",
+    [("llama3.1-8b", 8_030_261_248), ("llama3.1-70b", 70_553_706_496), ("llama3.1-405b", 405_853_388_800)],
+)
 def test_parameter_formula(preset, expected):
     """The closed-form count equals FACTS.md §1 and the model built on the meta device."""
     a = ModelArgs.from_preset(preset)

@@ -42,7 +42,7 @@ def _gather_job():
     (full * weight).sum().backward()
     order = torch.cat([cp_positions(8, r, cp) for r in range(cp)])
     # every rank's copy of the loss uses this rank's piece: its gradient is the sum over the CP ranks
-    expected_grad = weight[:, rank * local.shape[1]:(rank + 1) * local.shape[1]] * cp
+    expected_grad = weight[:, rank * local.shape[1] : (rank + 1) * local.shape[1]] * cp
     return (torch.equal(full, x[:, order]), torch.allclose(local.grad, expected_grad))
 
 

@@ -25,8 +25,12 @@ def _buckets_job(tokens):
     dp.finish()
     order = [p for b in dp.buckets for p in b.params]
     diff = max((p.grad - q.grad).abs().max().item() for p, q in zip(model.parameters(), ref.parameters()))
-    return {"n_buckets": len(dp.buckets), "started_in_backward": started_in_backward, "diff": diff,
-            "reverse_order": [id(p) for p in order] == [id(p) for p in reversed(list(model.parameters()))]}
+    return {
+        "n_buckets": len(dp.buckets),
+        "started_in_backward": started_in_backward,
+        "diff": diff,
+        "reverse_order": [id(p) for p in order] == [id(p) for p in reversed(list(model.parameters()))],
+    }
 
 
 def test_bucketed_all_reduce_overlaps_and_sums():

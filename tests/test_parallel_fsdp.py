@@ -1,6 +1,5 @@
 """FSDP / ZeRO-3 (minillama.parallel.fsdp): sharded parameters, gradients and AdamW state, against one device."""
 
-
 import torch
 import torch.distributed as dist
 
@@ -24,10 +23,16 @@ def _memory_job():
     opt.step()
     fsdp.reshard()
     state = sum(t.numel() for s in opt.state.values() for t in s.values() if t.dim() > 0)
-    return {"total": sum(sizes), "units": len(fsdp.units), "shard": sum(p.numel() for p in fsdp.parameters()),
-            "empty_before": empty_before, "gathered_ok": gathered == sizes, "adam_state": state,
-            "empty_after": all(p.numel() == 0 for p in model.parameters()),
-            "grad_sizes": [u.shard.grad.numel() == u.shard_numel for u in fsdp.units]}
+    return {
+        "total": sum(sizes),
+        "units": len(fsdp.units),
+        "shard": sum(p.numel() for p in fsdp.parameters()),
+        "empty_before": empty_before,
+        "gathered_ok": gathered == sizes,
+        "adam_state": state,
+        "empty_after": all(p.numel() == 0 for p in model.parameters()),
+        "grad_sizes": [u.shard.grad.numel() == u.shard_numel for u in fsdp.units],
+    }
 
 
 def test_each_rank_stores_one_third():
@@ -69,8 +74,12 @@ def _bf16_job():
         expected[n] = sum(parts)
     fsdp.reduce_scatter_grads()
     got = fsdp.full_grads()
-    return ({u.shard.dtype for u in fsdp.units}, {u.shard.grad.dtype for u in fsdp.units}, gathered_dtypes,
-            max((got[n] - expected[n]).abs().max().item() for n in expected))
+    return (
+        {u.shard.dtype for u in fsdp.units},
+        {u.shard.grad.dtype for u in fsdp.units},
+        gathered_dtypes,
+        max((got[n] - expected[n]).abs().max().item() for n in expected),
+    )
 
 
 def test_bf16_model_keeps_float32_shards_and_reduces_in_float32():

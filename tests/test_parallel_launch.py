@@ -118,8 +118,25 @@ def test_same_command_runs_under_torchrun():
     """Under torchrun (RANK/WORLD_SIZE set) launch runs fn in place and all-gathers the results: the 4D check
     `torchrun --nproc-per-node 2 -m minillama parallel-check --tp 2` passes, and only rank 0 prints."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "minillama", "parallel-check", "--tp", "2", "--quiet"],
-                          capture_output=True, text=True, timeout=180, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "minillama",
+            "parallel-check",
+            "--tp",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("max |difference| vs one device") == 1 and ": OK" in proc.stdout

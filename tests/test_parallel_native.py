@@ -62,8 +62,10 @@ def _native_checks():
     loss = F.cross_entropy(_whole(model)(tokens).flatten(0, 1), targets.flatten())
     loss.backward()
     # each gradient laid out like its parameter (the embedding's comes back replicated), then this rank's part
-    local_grads = {k: (p.grad.redistribute(placements=p.placements).to_local() if hasattr(p.grad, "to_local")
-                       else p.grad).clone() for k, p in model.named_parameters()}
+    local_grads = {
+        k: (p.grad.redistribute(placements=p.placements).to_local() if hasattr(p.grad, "to_local") else p.grad).clone()
+        for k, p in model.named_parameters()
+    }
     out["tp_loss"] = abs(loss.item() - loss_ref)
     out["tp_grad"] = _maxdiff(native.full_grads(model), grads_ref)
     torch.optim.AdamW(model.parameters(), lr=1e-3).step()
@@ -100,8 +102,9 @@ def _native_checks():
         run_schedule(stages, ours, list(tokens.chunk(M)), list(targets.chunk(M)))
         out[f"pipe_{name}_vs_hand"] = _maxdiff(grads, {k: p.grad for k, p in hand.named_parameters()})
         torch.optim.AdamW(model.parameters(), lr=1e-3).step()
-        out[f"pipe_{name}_param"] = _maxdiff({k: p.detach() for k, p in model.named_parameters()},
-                                             {k: params_ref[k] for k in grads})
+        out[f"pipe_{name}_param"] = _maxdiff(
+            {k: p.detach() for k, p in model.named_parameters()}, {k: params_ref[k] for k in grads}
+        )
 
     # --- native context parallel refuses a CPU mesh with a clear message
     try:

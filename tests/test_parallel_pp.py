@@ -16,8 +16,18 @@ B, S = 2, 8  # micro-batch size, sequence length
 
 
 def tiny_args(n_layers: int) -> ModelArgs:
-    return ModelArgs(dim=32, n_layers=n_layers, n_heads=4, n_kv_heads=2, vocab_size=64, multiple_of=16,
-                     ffn_dim_multiplier=None, max_seq_len=16, rope_theta=10000.0, use_scaled_rope=False)
+    return ModelArgs(
+        dim=32,
+        n_layers=n_layers,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=64,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        max_seq_len=16,
+        rope_theta=10000.0,
+        use_scaled_rope=False,
+    )
 
 
 def _one_case(name, v, m, n_layers, dtype_name, n_contiguous=None, wrong_normaliser=False):
@@ -51,12 +61,20 @@ def _one_case(name, v, m, n_layers, dtype_name, n_contiguous=None, wrong_normali
         opt = torch.optim.AdamW(opt_model.parameters(), lr=1e-3, weight_decay=0.1)
         opt.step()
     param_diff = max((p - ref_params[k]).abs().max().item() for k, p in mine.items())
-    moved = max((p - q).abs().max().item() for p, q in zip(ref.parameters(),
-                                                             Transformer(args).init_weights(seed=7).to(dtype).parameters()))
+    moved = max(
+        (p - q).abs().max().item()
+        for p, q in zip(ref.parameters(), Transformer(args).init_weights(seed=7).to(dtype).parameters())
+    )
     # gather which parameters each rank held, to check that the ranks together hold the whole model once
-    return {"loss_diff": abs(loss.item() - loss_ref.item()), "grad_diff": grad_diff, "param_diff": param_diff,
-            "moved": moved, "names": sorted(mine), "all_names": sorted(ref_params),
-            "stages": [repr(st) for st in stages]}
+    return {
+        "loss_diff": abs(loss.item() - loss_ref.item()),
+        "grad_diff": grad_diff,
+        "param_diff": param_diff,
+        "moved": moved,
+        "names": sorted(mine),
+        "all_names": sorted(ref_params),
+        "stages": [repr(st) for st in stages],
+    }
 
 
 def _cases(cases):
@@ -77,8 +95,9 @@ def _subgroup_case():
     loss_ref.backward()
     model = Transformer(args).init_weights(seed=8).double()
     stages = build_stages(model, mesh.pp_rank, mesh.pp, 2)
-    loss = run_schedule(stages, make_schedule("interleaved", 2, 4, 2), list(tokens.chunk(4)), list(tokens.chunk(4)),
-                        group=mesh.pp_group)
+    loss = run_schedule(
+        stages, make_schedule("interleaved", 2, 4, 2), list(tokens.chunk(4)), list(tokens.chunk(4)), group=mesh.pp_group
+    )
     ref_params = dict(ref.named_parameters())
     grad_diff = max((p.grad - ref_params[k].grad).abs().max().item() for k, p in model.named_parameters())
     return {"loss_diff": abs(loss.item() - loss_ref.item()), "grad_diff": grad_diff, "pp_ranks": mesh.ranks("pp")}
@@ -188,8 +207,12 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="micro-batches"):
         run_schedule(stages, make_schedule("1f1b", 1, 2), [torch.zeros(1, 4, dtype=torch.long)], [])
     with pytest.raises(ValueError, match="holds stages"):
-        run_schedule(stages, make_schedule("interleaved", 1, 1, 2), [torch.zeros(1, 4, dtype=torch.long)],
-                     [torch.zeros(1, 4, dtype=torch.long)])
+        run_schedule(
+            stages,
+            make_schedule("interleaved", 1, 1, 2),
+            [torch.zeros(1, 4, dtype=torch.long)],
+            [torch.zeros(1, 4, dtype=torch.long)],
+        )
     tied = ModelArgs(**{**tiny_args(2).__dict__, "tie_word_embeddings": True})
     with pytest.raises(ValueError, match="tied"):
         build_stages(Transformer(tied), 0, 2, 1)

@@ -75,10 +75,22 @@ def test_one_f_one_b_shape(pp, m):
     assert simulate(gpipe(pp, m)).peak_in_flight == [m] * pp
 
 
-CASES = ([("gpipe", pp, m, 1, None) for pp, m in [(2, 2), (4, 8), (3, 7), (8, 32)]]
-         + [("1f1b", pp, m, 1, None) for pp, m in [(2, 4), (4, 8), (4, 5), (16, 32)]]
-         + [("interleaved", pp, m, v, n) for pp, m, v, n in
-            [(2, 4, 2, 2), (4, 8, 2, 4), (4, 8, 3, 4), (4, 12, 4, 4), (4, 10, 2, 5), (4, 16, 2, 8), (16, 32, 8, 16)]])
+CASES = (
+    [("gpipe", pp, m, 1, None) for pp, m in [(2, 2), (4, 8), (3, 7), (8, 32)]]
+    + [("1f1b", pp, m, 1, None) for pp, m in [(2, 4), (4, 8), (4, 5), (16, 32)]]
+    + [
+        ("interleaved", pp, m, v, n)
+        for pp, m, v, n in [
+            (2, 4, 2, 2),
+            (4, 8, 2, 4),
+            (4, 8, 3, 4),
+            (4, 12, 4, 4),
+            (4, 10, 2, 5),
+            (4, 16, 2, 8),
+            (16, 32, 8, 16),
+        ]
+    ]
+)
 
 
 @pytest.mark.parametrize("name,pp,m,v,n", CASES)
@@ -127,8 +139,7 @@ def test_simulator_rejects_deadlock():
     with pytest.raises(ScheduleError, match="deadlocks"):
         simulate(interleaved(3, 3, 2, n_contiguous=1, strict=False))
     # rank 0 wants the gradient of micro-batch 1 before sending the forward rank 1 needs
-    cyc = Schedule("cycle", 2, 1, 2, [[Step(0, 0, "F"), Step(0, 1, "B"), Step(0, 1, "F"), Step(0, 0, "B")],
-                                      sched[1]])
+    cyc = Schedule("cycle", 2, 1, 2, [[Step(0, 0, "F"), Step(0, 1, "B"), Step(0, 1, "F"), Step(0, 0, "B")], sched[1]])
     with pytest.raises(ScheduleError):
         simulate(cyc)
 
@@ -200,8 +211,9 @@ def test_timeline_from_trace_recovers_simulation():
 
     sched = interleaved(4, 8, 2)
     sim = simulate(sched)
-    traces = [[(step, 100 + 0.01 * s, 100 + 0.01 * e) for r, step, s, e in sim.events if r == rank]
-              for rank in range(4)]
+    traces = [
+        [(step, 100 + 0.01 * s, 100 + 0.01 * e) for r, step, s, e in sim.events if r == rank] for rank in range(4)
+    ]
     t = timeline_from_trace(sched, traces)
     assert t.bubble == pytest.approx(sim.bubble) and t.makespan == pytest.approx(sim.makespan)
     assert t.peak_in_flight == sim.peak_in_flight and t.t_backward == pytest.approx(2.0)

@@ -72,8 +72,14 @@ def test_sequence_logprobs_is_a_masked_sum():
 def test_document_mask_is_block_diagonal_causal():
     """Two documents and padding: no query sees another document; padding sees only itself."""
     mask = document_causal_mask(torch.tensor([[0, 0, 1, 1, 1, -1]]))[0, 0].int()
-    assert mask.tolist() == [[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0],
-                             [0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 1]]
+    assert mask.tolist() == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 1],
+    ]
 
 
 def test_packed_rows_train_exactly_like_separate_dialogs():
@@ -100,8 +106,12 @@ def test_packed_rows_train_exactly_like_separate_dialogs():
             ends = (packed.doc_ids[row, 1:] != packed.doc_ids[row, :-1]).nonzero().flatten()
             assert (packed.labels[row, ends] == IGNORE_INDEX).all()
         padded = pad_examples(exs)
-        torch.testing.assert_close(masked_cross_entropy(logits, packed.labels),
-                                   masked_cross_entropy(model(padded.tokens), padded.labels), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            masked_cross_entropy(logits, packed.labels),
+            masked_cross_entropy(model(padded.tokens), padded.labels),
+            atol=1e-5,
+            rtol=1e-5,
+        )
     assert packed.n_targets == padded.n_targets == sum(sum(e.target[1:]) for e in exs)
 
 
@@ -156,8 +166,9 @@ def test_target_only_logprobs_and_sft_loss_match_full_logits():
     b = pack_examples(exs, seq_len=12)
     full = token_logprobs(forward(model, b.tokens, b.doc_ids), b.labels)
     torch.testing.assert_close(target_logprobs(model, b.tokens, b.labels, b.doc_ids), full, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(sft_loss(model, b), masked_cross_entropy(forward(model, b.tokens, b.doc_ids), b.labels),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        sft_loss(model, b), masked_cross_entropy(forward(model, b.tokens, b.doc_ids), b.labels), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_dialog_loader_always_fills_exactly_the_rows_asked_for():

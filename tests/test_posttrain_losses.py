@@ -22,8 +22,16 @@ def test_dpo_worked_example_from_the_fact_sheet():
     assert loss.shape == (1,)
     assert float(loss) == pytest.approx(0.5981388694, abs=1e-9)
     # an NLL of exactly 1.5: one chosen token with log-prob −1.5
-    total = dpo_total_loss(t(-10.0), t(-12.0), t(-11.0), t(-11.0), torch.tensor([[-1.5]], dtype=torch.float64),
-                           torch.tensor([[True]]), beta=0.1, nll_coef=0.2)
+    total = dpo_total_loss(
+        t(-10.0),
+        t(-12.0),
+        t(-11.0),
+        t(-11.0),
+        torch.tensor([[-1.5]], dtype=torch.float64),
+        torch.tensor([[True]]),
+        beta=0.1,
+        nll_coef=0.2,
+    )
     assert float(total) == pytest.approx(0.8981388694, abs=1e-9)
 
 
@@ -59,11 +67,20 @@ def _trl_dpo_loss(hf_policy, hf_ref, input_ids, attention_mask, completion_mask)
     trainer = object.__new__(DPOTrainer)  # only the loss: no dataset, no optimiser
     identity = lambda x: x
     trainer.__dict__.update(
-        model=hf_policy, ref_model=hf_ref, accelerator=SimpleNamespace(device="cpu", gather_for_metrics=identity,
-                                                                       gather=identity),
-        aux_loss_enabled=False, precompute_ref_logps=False, ld_alpha=None, f_divergence_type="reverse_kl",
-        loss_types=["sigmoid", "sft"], loss_weights=[1.0, 0.2], beta=0.1, use_weighting=False,
-        _metrics={"train": defaultdict(list), "eval": defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
+        model=hf_policy,
+        ref_model=hf_ref,
+        accelerator=SimpleNamespace(device="cpu", gather_for_metrics=identity, gather=identity),
+        aux_loss_enabled=False,
+        precompute_ref_logps=False,
+        ld_alpha=None,
+        f_divergence_type="reverse_kl",
+        loss_types=["sigmoid", "sft"],
+        loss_weights=[1.0, 0.2],
+        beta=0.1,
+        use_weighting=False,
+        _metrics={"train": defaultdict(list), "eval": defaultdict(list)},
+        _total_train_tokens=0,
+        _tp_size=1,
         args=SimpleNamespace(gradient_checkpointing_kwargs=None),
     )
     inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}

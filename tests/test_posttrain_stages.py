@@ -138,8 +138,12 @@ def test_sft_reuses_the_trainer_and_lowers_the_loss(chat_format):
     from minillama.posttrain.sft import default_config, run_sft, task_examples
 
     model = tiny(chat_format.tokenizer.n_words)
-    trainer = run_sft(model, task_examples(chat_format, T.make_tasks(200, "train")),
-                      default_config(20, lr=3e-3, batch_size=2, seq_len=128), progress=False)
+    trainer = run_sft(
+        model,
+        task_examples(chat_format, T.make_tasks(200, "train")),
+        default_config(20, lr=3e-3, batch_size=2, seq_len=128),
+        progress=False,
+    )
     assert isinstance(trainer, minillama.train.Trainer)
     losses = [h["loss"] for h in trainer.history]
     assert len(losses) == 20 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
@@ -165,9 +169,24 @@ def test_pipeline_runs_every_stage_and_writes_its_report(tmp_path):
 
     from minillama.posttrain.pipeline import PipelineConfig, run
 
-    cfg = PipelineConfig.small(n_eval=8, sft_train=60, sft_steps=2, batch_rows=2, rm_prompts=8, rm_heldout_prompts=4,
-                               rm_samples=1, rm_steps=2, rs_prompts=6, rs_k=2, rs_curve_prompts=4, rs_steps=2,
-                               dpo_prompts=8, dpo_k=2, dpo_steps=2, dpo_batch=4)
+    cfg = PipelineConfig.small(
+        n_eval=8,
+        sft_train=60,
+        sft_steps=2,
+        batch_rows=2,
+        rm_prompts=8,
+        rm_heldout_prompts=4,
+        rm_samples=1,
+        rm_steps=2,
+        rs_prompts=6,
+        rs_k=2,
+        rs_curve_prompts=4,
+        rs_steps=2,
+        dpo_prompts=8,
+        dpo_k=2,
+        dpo_steps=2,
+        dpo_batch=4,
+    )
     results = run(cfg, tmp_path, log=lambda *a: None)
     assert list(results["stages"]) == ["pretrained", "sft", "rejection_sampling", "dpo", "averaged"]
     assert all(0 <= r["accuracy"] <= 1 and r["wall_s"] >= 0 for r in results["stages"].values())

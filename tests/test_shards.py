@@ -25,6 +25,7 @@ BOS, EOS = 300, 301
 
 class ByteTokenizer:
     """Test double: one id per UTF-8 byte, BOS/EOS above the bytes (like the course tokenizer's specials)."""
+
     n_words, bos_id, eos_id = 302, BOS, EOS
 
     def encode(self, text, bos=False, eos=False):
@@ -34,8 +35,10 @@ class ByteTokenizer:
 def docs(n=40, seed=0):
     rng = np.random.default_rng(seed)
     words = ["def", "return", "self", "import", "class", "x", "for", "in", "é", "→"]
-    return [Document(" ".join(rng.choice(words, size=rng.integers(3, 60))), "test", f"doc{i}", kind="code")
-            for i in range(n)]
+    return [
+        Document(" ".join(rng.choice(words, size=rng.integers(3, 60))), "test", f"doc{i}", kind="code")
+        for i in range(n)
+    ]
 
 
 def test_pack_documents_wraps_each_document():
@@ -136,8 +139,11 @@ def test_mixed_loader_ratio_and_resume():
     prose = np.full(2001, 2, dtype=SHARD_DTYPE)
 
     def make():
-        return MixedLoader({"code": ShardLoader([code], 8, seed=0), "prose": ShardLoader([prose], 8, seed=1)},
-                           {"code": 3, "prose": 1}, seed=5)
+        return MixedLoader(
+            {"code": ShardLoader([code], 8, seed=0), "prose": ShardLoader([prose], 8, seed=1)},
+            {"code": 3, "prose": 1},
+            seed=5,
+        )
 
     mix = make()
     x, _ = mix.next_batch(400)

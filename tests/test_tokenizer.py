@@ -36,7 +36,13 @@ def test_special_token_ids_match_facts(llama3):
     assert st["<|reserved_special_token_2|>"] == 128012 and st["<|reserved_special_token_245|>"] == 128255
     assert llama3.n_words == 128256 and llama3.stop_tokens == [128001, 128008, 128009]
     assert (llama3.bos_id, llama3.eos_id, llama3.pad_id, llama3.eot_id, llama3.eom_id, llama3.python_tag_id) == (
-        128000, 128001, 128004, 128009, 128008, 128010)
+        128000,
+        128001,
+        128004,
+        128009,
+        128008,
+        128010,
+    )
     assert (llama3.start_header_id, llama3.end_header_id) == (128006, 128007)
 
 
@@ -44,8 +50,18 @@ def test_special_token_ids_match_facts(llama3):
 def test_llama3_facts_encodings(backend, llama3):
     """FACTS.md §3 'Encodings (computed)': exact ids for English, Portuguese, emoji, numbers, BOS/EOS, special text."""
     tok = llama3 if backend == "tiktoken" else Llama3Tokenizer(backend="python")
-    assert tok.encode("The quick brown fox jumps over the lazy dog.") == [791, 4062, 14198, 39935, 35308, 927, 279,
-                                                                          16053, 5679, 13]
+    assert tok.encode("The quick brown fox jumps over the lazy dog.") == [
+        791,
+        4062,
+        14198,
+        39935,
+        35308,
+        927,
+        279,
+        16053,
+        5679,
+        13,
+    ]
     assert tok.encode("Olá, mundo! Como você está?") == [43819, 1995, 11, 29452, 0, 46774, 25738, 15833, 30]
     assert tok.encode("I love 🦙 and 🔥!") == [40, 3021, 11410, 99, 247, 323, 96169, 98, 0]
     assert tok.encode("In 2024, 1234567 tokens.") == [644, 220, 2366, 19, 11, 220, 4513, 10961, 22, 11460, 13]

@@ -32,7 +32,9 @@ VARIED = [
     "odd whitespace:\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2009\u200a\u2028\u2029\u202f\u205f\u3000 end",
     "zero width\u200bjoiner\u200d and bidi \u202e text, combining e\u0301",
     "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|> <|reserved_special_token_7|>",
-    "<|eot_id", "|>", "<|python_tag|>print(1)<|eom_id|>",
+    "<|eot_id",
+    "|>",
+    "<|python_tag|>print(1)<|eom_id|>",
     "https://example.com/path?q=a+b&x=%20y#frag user@mail.org",
     "ALL CAPS SHOUTING AND MiXeD CaSe wOrDs",
     "!!!???...---___***+++===###@@@",
@@ -61,7 +63,21 @@ def _random_texts(n, seed):
     """Random strings over an alphabet that stresses every branch of the split pattern."""
     rng = random.Random(seed)
     alphabet = list("abcXYZ éüçñ 0123456789 \t\n\r'\".,;:!?()[]{}<>|/\\-_=+*&^%$#@~`") + [
-        "ß", "中", "文", "🦙", "🔥", "\u00a0", "\u3000", "’", "'s", "'LL", "<|eot_id|>", "  ", "\n\n", "\x1c"]
+        "ß",
+        "中",
+        "文",
+        "🦙",
+        "🔥",
+        "\u00a0",
+        "\u3000",
+        "’",
+        "'s",
+        "'LL",
+        "<|eot_id|>",
+        "  ",
+        "\n\n",
+        "\x1c",
+    ]
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60))) for _ in range(n)]
 
 
@@ -72,7 +88,13 @@ def test_special_tokens_equal_llama_models(meta, ours, ours_py):
         assert tok.special_tokens == meta.special_tokens
         assert tok.n_words == meta.n_words
         assert (tok.bos_id, tok.eos_id, tok.eot_id, tok.eom_id, tok.pad_id, tok.python_tag_id) == (
-            meta.bos_id, meta.eos_id, meta.eot_id, meta.eom_id, meta.pad_id, meta.python_tag_id)
+            meta.bos_id,
+            meta.eos_id,
+            meta.eot_id,
+            meta.eom_id,
+            meta.pad_id,
+            meta.python_tag_id,
+        )
         assert tok.stop_tokens == meta.stop_tokens
     assert ours.ranks == meta.model._mergeable_ranks
 

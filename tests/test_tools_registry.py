@@ -5,18 +5,39 @@ import pytest
 
 from minillama.tooluse.tools.registry import ToolRegistry, schema_errors
 
-SCHEMA = {"type": "object",
-          "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
-                         "unit": {"type": "string", "enum": ["c", "f"]},
-                         "hours": {"type": "array", "items": {"type": "number"}},
-                         "verbose": {"type": "boolean"}, "note": {"type": ["string", "null"]}},
-          "required": ["city"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string"},
+        "days": {"type": "integer"},
+        "unit": {"type": "string", "enum": ["c", "f"]},
+        "hours": {"type": "array", "items": {"type": "number"}},
+        "verbose": {"type": "boolean"},
+        "note": {"type": ["string", "null"]},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
 
-CASES = [{"city": "Oslo"}, {"city": "Oslo", "days": 3}, {}, {"city": 5}, {"city": "Oslo", "days": "3"},
-         {"city": "Oslo", "days": 2.5}, {"city": "Oslo", "days": True}, {"city": "Oslo", "unit": "k"},
-         {"city": "Oslo", "hours": [1, 2.5]}, {"city": "Oslo", "hours": [1, "x"]}, {"city": "Oslo", "extra": 1},
-         {"city": "Oslo", "verbose": 1}, {"city": "Oslo", "note": None}, {"city": "Oslo", "note": 3}, "Oslo",
-         ["Oslo"], None]
+CASES = [
+    {"city": "Oslo"},
+    {"city": "Oslo", "days": 3},
+    {},
+    {"city": 5},
+    {"city": "Oslo", "days": "3"},
+    {"city": "Oslo", "days": 2.5},
+    {"city": "Oslo", "days": True},
+    {"city": "Oslo", "unit": "k"},
+    {"city": "Oslo", "hours": [1, 2.5]},
+    {"city": "Oslo", "hours": [1, "x"]},
+    {"city": "Oslo", "extra": 1},
+    {"city": "Oslo", "verbose": 1},
+    {"city": "Oslo", "note": None},
+    {"city": "Oslo", "note": 3},
+    "Oslo",
+    ["Oslo"],
+    None,
+]
 
 
 @pytest.mark.parametrize("args", CASES)
@@ -37,8 +58,10 @@ def test_registry_errors_are_structured():
 
     assert reg.definition("get_weather")["description"] == "Get the weather for a city."
     assert reg.definition("get_weather")["parameters"]["required"] == ["city"]
-    assert reg.call({"tool_name": "get_weather", "arguments": {"city": "Oslo"}}) == \
-        {"ok": True, "result": {"city": "Oslo", "days": 1}}
+    assert reg.call({"tool_name": "get_weather", "arguments": {"city": "Oslo"}}) == {
+        "ok": True,
+        "result": {"city": "Oslo", "days": 1},
+    }
     kinds = {
         "unknown_tool": {"tool_name": "get_wether", "arguments": {"city": "Oslo"}},
         "missing_argument": {"tool_name": "get_weather", "arguments": {}},

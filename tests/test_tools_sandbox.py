@@ -92,8 +92,14 @@ def outside_target():
     """A writable host path outside /tmp (bubblewrap replaces /tmp by a private tmpfs, so a path there would merely
     be missing in the sandbox): the repository when it is not under /tmp (CI may clone there), else the home."""
     here = Path(__file__).resolve().parent
-    folder = next((p for p in (here, Path.home(), Path.cwd())
-                   if not str(p).startswith(tempfile.gettempdir()) and os.access(p, os.W_OK)), None)
+    folder = next(
+        (
+            p
+            for p in (here, Path.home(), Path.cwd())
+            if not str(p).startswith(tempfile.gettempdir()) and os.access(p, os.W_OK)
+        ),
+        None,
+    )
     if folder is None:
         pytest.skip("no writable folder outside /tmp for this user")
     target = folder / f".sandbox-probe-{os.getpid()}.txt"
@@ -123,16 +129,28 @@ def test_file_system_is_read_only_even_without_guards(outside_target):
 
 def test_parent_environment_is_not_visible(monkeypatch):
     monkeypatch.setenv("MINILLAMA_TEST_SECRET", "hunter2")
-    code = ("import os\nprint(sorted(os.environ))\nprint(os.environ.get('MINILLAMA_TEST_SECRET'))\n"
-            f"try:\n    print(open('/proc/{os.getpid()}/environ').read())\n"
-            "except Exception as e:\n    print('blocked', type(e).__name__)\n")
+    code = (
+        "import os\nprint(sorted(os.environ))\nprint(os.environ.get('MINILLAMA_TEST_SECRET'))\n"
+        f"try:\n    print(open('/proc/{os.getpid()}/environ').read())\n"
+        "except Exception as e:\n    print('blocked', type(e).__name__)\n"
+    )
     r = run_code(code, **WEAK, timeout_s=5)
     assert r.ok and "hunter2" not in r.stdout and "blocked" in r.stdout
     assert "MINILLAMA_TEST_SECRET" not in r.stdout
 
 
-@pytest.mark.parametrize("guards", [True, pytest.param(False, marks=pytest.mark.skipif(
-    not OS_ISOLATED, reason="without guards only a network namespace stops the connection"))])
+@pytest.mark.parametrize(
+    "guards",
+    [
+        True,
+        pytest.param(
+            False,
+            marks=pytest.mark.skipif(
+                not OS_ISOLATED, reason="without guards only a network namespace stops the connection"
+            ),
+        ),
+    ],
+)
 def test_network_connection_is_refused(guards):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -189,8 +207,14 @@ def test_private_working_directory_and_files():
     assert not workdir.exists()
 
 
-NO_ISOLATION = {**INFO, "level": "limits", "bwrap": False, "unshare": False, "rlimits": True,
-                "why": {"bwrap": "bwrap is not installed", "namespaces": "unshare: user namespaces are disabled"}}
+NO_ISOLATION = {
+    **INFO,
+    "level": "limits",
+    "bwrap": False,
+    "unshare": False,
+    "rlimits": True,
+    "why": {"bwrap": "bwrap is not installed", "namespaces": "unshare: user namespaces are disabled"},
+}
 
 
 def test_refuses_when_isolation_is_too_weak(monkeypatch):
@@ -259,12 +283,14 @@ def test_planted_symlinks_do_not_redirect_host_writes(level, host_file):
     """Code swaps main.py (and a data file, and a folder) for symlinks to a host file: the host's next writes go
     into the sandbox's own folder or are refused, never through the link."""
     with sandbox_at(level, guards=False) as sb:
-        plant = ("import os\n"
-                 "for name in ('main.py', 'data.csv'):\n"
-                 "    if os.path.lexists(name):\n"
-                 "        os.remove(name)\n"
-                 f"    os.symlink({str(host_file)!r}, name)\n"
-                 f"os.symlink({str(host_file.parent)!r}, 'sub')\n")
+        plant = (
+            "import os\n"
+            "for name in ('main.py', 'data.csv'):\n"
+            "    if os.path.lexists(name):\n"
+            "        os.remove(name)\n"
+            f"    os.symlink({str(host_file)!r}, name)\n"
+            f"os.symlink({str(host_file.parent)!r}, 'sub')\n"
+        )
         assert sb.run(plant).ok
         assert sb.run("print('second run')").stdout == "second run\n"
         sb.add_file("data.csv", "written by the host")
@@ -283,8 +309,10 @@ def test_planted_fifo_does_not_hang_the_host(level):
     import threading
 
     with sandbox_at(level, guards=False, timeout_s=2) as sb:
-        assert sb.run("import os\nfor n in ('main.py', 'data.csv'):\n    if os.path.lexists(n):\n"
-                      "        os.remove(n)\n    os.mkfifo(n)\n").ok
+        assert sb.run(
+            "import os\nfor n in ('main.py', 'data.csv'):\n    if os.path.lexists(n):\n"
+            "        os.remove(n)\n    os.mkfifo(n)\n"
+        ).ok
         done = {}
 
         def second():
@@ -305,10 +333,12 @@ def test_planted_fifo_does_not_hang_the_host(level):
 @pytest.mark.parametrize("level", STRONG)
 def test_host_secrets_are_not_readable(level, host_file):
     host_file.chmod(0o600)
-    code = ("import subprocess\n"
-            f"for path in ('/etc/shadow', {str(host_file)!r}, {str(Path.home() / '.bashrc')!r}):\n"
-            "    r = subprocess.run(['cat', path], capture_output=True, text=True)\n"
-            "    print(path, repr(r.stdout[:200]), r.stderr.strip()[-80:])\n")
+    code = (
+        "import subprocess\n"
+        f"for path in ('/etc/shadow', {str(host_file)!r}, {str(Path.home() / '.bashrc')!r}):\n"
+        "    r = subprocess.run(['cat', path], capture_output=True, text=True)\n"
+        "    print(path, repr(r.stdout[:200]), r.stderr.strip()[-80:])\n"
+    )
     with sandbox_at(level, guards=False) as sb:
         r = sb.run(code)
     assert r.ok, r.as_tool_message()
@@ -324,12 +354,16 @@ def test_writes_outside_are_blocked_by_the_os(level, how, outside_target, tmp_pa
     targets = [str(outside_target), str(tmp_path / "pwned.txt")]
     payload = {
         "subprocess": "import subprocess\nfor t in {t}:\n    subprocess.run(['sh', '-c', f'echo pwned > {{t}}'])\n",
-        "ctypes": ("import ctypes, os\nlibc = ctypes.CDLL(None)\nfor t in {t}:\n"
-                   "    fd = libc.open(t.encode(), os.O_WRONLY | os.O_CREAT, 0o644)\n"
-                   "    print(t, fd)\n    fd >= 0 and libc.write(fd, b'pwned', 5)\n"),
-        "subclasses": ("io = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'FileIO'][0]\n"
-                       "for t in {t}:\n    try:\n        io(t, 'w').write(b'pwned')\n"
-                       "    except OSError as e:\n        print(t, e)\n"),
+        "ctypes": (
+            "import ctypes, os\nlibc = ctypes.CDLL(None)\nfor t in {t}:\n"
+            "    fd = libc.open(t.encode(), os.O_WRONLY | os.O_CREAT, 0o644)\n"
+            "    print(t, fd)\n    fd >= 0 and libc.write(fd, b'pwned', 5)\n"
+        ),
+        "subclasses": (
+            "io = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == 'FileIO'][0]\n"
+            "for t in {t}:\n    try:\n        io(t, 'w').write(b'pwned')\n"
+            "    except OSError as e:\n        print(t, e)\n"
+        ),
     }[how].format(t=targets)
     with sandbox_at(level) as sb:  # guards on: they must not be what stops these
         sb.run(payload)
@@ -346,9 +380,11 @@ def test_host_unix_sockets_are_unreachable(level, tmp_path):
         s.listen(4)
         s.settimeout(0.3)
         servers.append(s)
-    code = ("import socket\nfor name in " + repr(names) + ":\n    s = socket.socket(socket.AF_UNIX)\n"
-            "    try:\n        s.connect(name)\n        print('connected', repr(name))\n"
-            "    except OSError as e:\n        print('refused', e)\n")
+    code = (
+        "import socket\nfor name in " + repr(names) + ":\n    s = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n        s.connect(name)\n        print('connected', repr(name))\n"
+        "    except OSError as e:\n        print('refused', e)\n"
+    )
     with sandbox_at(level, guards=False) as sb:
         r = sb.run(code)
     reached = []
@@ -371,13 +407,15 @@ def uuid_hex() -> str:
 @linux_only
 @pytest.mark.parametrize("level", STRONG)
 def test_code_runs_unprivileged_and_cannot_leave_its_cgroup(level):
-    code = ("import os, glob\nprint('uid', os.getuid(), os.geteuid())\n"
-            "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1])\n"
-            "for p in glob.glob('/sys/fs/cgroup/**/cgroup.procs', recursive=True) + "
-            "['/sys/fs/cgroup/pids/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs']:\n"
-            "    try:\n        open(p, 'w').write(str(os.getpid()))\n        print('moved', p)\n"
-            "    except OSError:\n        pass\n"
-            "try:\n    os.setuid(0)\n    print('setuid worked')\nexcept OSError:\n    print('no setuid')\n")
+    code = (
+        "import os, glob\nprint('uid', os.getuid(), os.geteuid())\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1])\n"
+        "for p in glob.glob('/sys/fs/cgroup/**/cgroup.procs', recursive=True) + "
+        "['/sys/fs/cgroup/pids/cgroup.procs', '/sys/fs/cgroup/unified/cgroup.procs']:\n"
+        "    try:\n        open(p, 'w').write(str(os.getpid()))\n        print('moved', p)\n"
+        "    except OSError:\n        pass\n"
+        "try:\n    os.setuid(0)\n    print('setuid worked')\nexcept OSError:\n    print('no setuid')\n"
+    )
     with sandbox_at(level, guards=False) as sb:
         r = sb.run(code)
     assert r.ok, r.as_tool_message()
@@ -394,10 +432,12 @@ def test_host_processes_are_out_of_reach(level, monkeypatch):
     monkeypatch.setenv("MINILLAMA_TEST_SECRET", "hunter2")
     victim = sp.Popen(["sleep", "60"])
     try:
-        code = ("import subprocess\n"
-                f"subprocess.run(['kill', '-9', '{victim.pid}', '{os.getpid()}'])\n"
-                f"r = subprocess.run(['cat', '/proc/{os.getpid()}/environ'], capture_output=True)\n"
-                "print(r.stdout)\n")
+        code = (
+            "import subprocess\n"
+            f"subprocess.run(['kill', '-9', '{victim.pid}', '{os.getpid()}'])\n"
+            f"r = subprocess.run(['cat', '/proc/{os.getpid()}/environ'], capture_output=True)\n"
+            "print(r.stdout)\n"
+        )
         with sandbox_at(level, guards=False) as sb:
             r = sb.run(code)
         time.sleep(0.2)
@@ -416,8 +456,10 @@ def test_no_network_even_through_a_subprocess(level):
     server.listen(1)
     server.settimeout(0.3)
     port = server.getsockname()[1]
-    code = ("import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import socket; "
-            f"socket.create_connection((\"127.0.0.1\", {port}), timeout=2); print(\"connected\")'])\n")
+    code = (
+        "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import socket; "
+        f'socket.create_connection(("127.0.0.1", {port}), timeout=2); print("connected")\'])\n'
+    )
     with sandbox_at(level) as sb:
         r = sb.run(code)
     try:
@@ -433,12 +475,14 @@ def test_no_network_even_through_a_subprocess(level):
 @pytest.mark.parametrize("level", ALL_LEVELS)
 def test_daemon_does_not_survive_the_call(level):
     token = "minillama-daemon-" + uuid_hex()
-    code = ("import os, subprocess, sys, time\n"
-            "if os.fork() == 0:\n    os.setsid()\n"
-            "    p = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)', "
-            f"{token!r}], start_new_session=True)\n"
-            "    open('daemon.pid', 'w').write(str(p.pid))\n    os._exit(0)\n"
-            "time.sleep(0.5)\nprint('parent exits')\n")
+    code = (
+        "import os, subprocess, sys, time\n"
+        "if os.fork() == 0:\n    os.setsid()\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(0.05)', "
+        f"{token!r}], start_new_session=True)\n"
+        "    open('daemon.pid', 'w').write(str(p.pid))\n    os._exit(0)\n"
+        "time.sleep(0.5)\nprint('parent exits')\n"
+    )
     with sandbox_at(level, guards=False) as sb:
         r = sb.run(code)
         assert r.ok and "daemon.pid" in r.files, r.as_tool_message()
@@ -498,9 +542,14 @@ def _closed_to_others(path: Path) -> Path | None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0 or not STRONG or os.environ.get("MINILLAMA_NOBODY")
-                    or not shutil.which("setpriv"), reason="runs as root: drops to uid 65534 to test a learner's "
-                    "non-root host (needs unshare and setpriv)")
+@pytest.mark.skipif(
+    sys.platform != "linux"
+    or os.geteuid() != 0
+    or not STRONG
+    or os.environ.get("MINILLAMA_NOBODY")
+    or not shutil.which("setpriv"),
+    reason="runs as root: drops to uid 65534 to test a learner's non-root host (needs unshare and setpriv)",
+)
 def test_attacks_from_a_non_root_host(tmp_path):
     """A learner runs the agent as a normal user: rerun the attack tests from a host process with uid 65534 (in a
     private mount namespace where the Python install is reachable for that uid even when it lives under /root)."""
@@ -518,16 +567,21 @@ def test_attacks_from_a_non_root_host(tmp_path):
     if closed is not None:  # cover the closed folder with a tmpfs that holds only the Python install
         aside = tmp_path / "python"
         aside.mkdir()
-        setup += (f"mount --bind {prefix} {aside}\nmount -t tmpfs -o mode=0755 tmpfs {closed}\n"
-                  f"mkdir -p {prefix}\nmount --bind {aside} {prefix}\n")
-    setup += (f"cd {repo}\nexec setpriv --reuid 65534 --regid 65534 --clear-groups env -i PATH=/usr/bin:/bin "
-              f"HOME={home} PYTHONPATH={repo} MINILLAMA_NOBODY=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg "
-              f"{sys.executable} -m pytest {Path(__file__).resolve()} -q -p no:cacheprovider -x "
-              "-k 'planted or secrets or writes_outside or sockets or unprivileged or out_of_reach or daemon "
-              "or quota or numpy or fork_bomb or network or sparse'")
+        setup += (
+            f"mount --bind {prefix} {aside}\nmount -t tmpfs -o mode=0755 tmpfs {closed}\n"
+            f"mkdir -p {prefix}\nmount --bind {aside} {prefix}\n"
+        )
+    setup += (
+        f"cd {repo}\nexec setpriv --reuid 65534 --regid 65534 --clear-groups env -i PATH=/usr/bin:/bin "
+        f"HOME={home} PYTHONPATH={repo} MINILLAMA_NOBODY=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg "
+        f"{sys.executable} -m pytest {Path(__file__).resolve()} -q -p no:cacheprovider -x "
+        "-k 'planted or secrets or writes_outside or sockets or unprivileged or out_of_reach or daemon "
+        "or quota or numpy or fork_bomb or network or sparse'"
+    )
     try:
-        out = subprocess.run(["unshare", "--mount", "sh", "-c", setup], capture_output=True, text=True, timeout=600,
-                             check=False)
+        out = subprocess.run(
+            ["unshare", "--mount", "sh", "-c", setup], capture_output=True, text=True, timeout=600, check=False
+        )
     finally:
         shutil.rmtree(home, ignore_errors=True)
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
@@ -540,13 +594,15 @@ def test_attacks_from_a_non_root_host(tmp_path):
 def test_sparse_files_and_the_supervisor_are_out_of_reach(level, tmp_path):
     """Sparse files cannot turn the quota into gigabytes on the host disk, and the supervisor's descriptors (one of
     them is the host's working folder) cannot be reached through /proc."""
-    code = ("import os\nfor i in range(6):\n    with open(f's{i}.bin', 'wb') as f:\n        f.truncate(7 * 2**20)\n"
-            "for pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n"
-            "        try:\n            fds = os.listdir(f'/proc/{pid}/fd')\n"
-            "        except OSError:\n            continue\n"
-            "        for fd in fds:\n            try:\n"
-            "                open(f'/proc/{pid}/fd/{fd}/pwned.txt', 'w').write('x')\n"
-            "                print('wrote through', pid, fd)\n            except OSError:\n                pass\n")
+    code = (
+        "import os\nfor i in range(6):\n    with open(f's{i}.bin', 'wb') as f:\n        f.truncate(7 * 2**20)\n"
+        "for pid in os.listdir('/proc'):\n    if pid.isdigit() and int(pid) != os.getpid():\n"
+        "        try:\n            fds = os.listdir(f'/proc/{pid}/fd')\n"
+        "        except OSError:\n            continue\n"
+        "        for fd in fds:\n            try:\n"
+        "                open(f'/proc/{pid}/fd/{fd}/pwned.txt', 'w').write('x')\n"
+        "                print('wrote through', pid, fd)\n            except OSError:\n                pass\n"
+    )
     with sandbox_at(level, guards=False, disk_mb=16, file_mb=8) as sb:
         r = sb.run(code)
         total = sum(p.stat().st_size for p in sb.workdir.rglob("*") if p.is_file())
@@ -565,8 +621,9 @@ def test_detection_falls_back_and_says_why(monkeypatch):
     assert info["why"]["bwrap"] == "bwrap is not installed"
     assert info["level"] == ("namespaces" if INFO["unshare"] else "limits")
     monkeypatch.setattr(sandbox_mod, "_DETECTED", None)
-    monkeypatch.setattr(sandbox_mod.shutil, "which", lambda name: None if name in ("bwrap", "unshare") else
-                        real_which(name))
+    monkeypatch.setattr(
+        sandbox_mod.shutil, "which", lambda name: None if name in ("bwrap", "unshare") else real_which(name)
+    )
     info = detect_isolation()
     assert info["level"] == "limits" and not info["bwrap"] and not info["unshare"]
     with pytest.raises(sandbox_mod.SandboxRefused, match="unshare is not installed"):

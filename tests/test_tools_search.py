@@ -29,18 +29,22 @@ def test_bm25_matches_the_formula():
         assert engine.scores(query) == pytest.approx(want)
 
 
-@pytest.mark.parametrize("query,title", [("with statement context manager", "Python language reference: with"),
-                                          ("lambda expressions", "Python language reference: lambda"),
-                                          ("median of data", "statistics.median"),
-                                          ("sorted key reverse", "built-in sorted")])
+@pytest.mark.parametrize(
+    "query,title",
+    [
+        ("with statement context manager", "Python language reference: with"),
+        ("lambda expressions", "Python language reference: lambda"),
+        ("median of data", "statistics.median"),
+        ("sorted key reverse", "built-in sorted"),
+    ],
+)
 def test_finds_the_right_page(query, title):
     assert title in [r["title"] for r in search(query, k=3)]
 
 
 def test_brave_search_result_is_json():
     out = json.loads(brave_search("python for loop"))
-    assert out["query"] == "python for loop" and out["top_k"] and set(out["top_k"][0]) == {"title", "snippet",
-                                                                                            "score"}
+    assert out["query"] == "python for loop" and out["top_k"] and set(out["top_k"][0]) == {"title", "snippet", "score"}
     assert "error" in json.loads(brave_search("  "))
     with pytest.raises(ValueError):
         LocalSearch([])

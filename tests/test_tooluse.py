@@ -62,8 +62,10 @@ def oracle(messages):
     tools_on = messages[0]["content"] == TOOLS_ON
     task = next(t for t in make_tasks(60, "heldout", seed=0) if t.prompt == messages[1]["content"])
     if messages[-1]["role"] == "ipython":
-        return f"Result: {messages[-1]['content'].split('[stdout]')[-1].split('[/stdout]')[0].strip()} " \
-               f"({task.result}).<|eot_id|>"
+        return (
+            f"Result: {messages[-1]['content'].split('[stdout]')[-1].split('[/stdout]')[0].strip()} "
+            f"({task.result}).<|eot_id|>"
+        )
     if tools_on and task.call:
         tag = "<|python_tag|>" if task.call["tool_name"] == "code_interpreter" else ""
         return tag + encode_tool_call(task.call) + "<|eom_id|>"
@@ -84,9 +86,15 @@ def test_metrics_for_an_oracle_and_a_tool_shy_model():
 
 def test_tiny_sft_end_to_end():
     torch.manual_seed(0)
-    model, cf, trainer = train_tool_model(n_train=60, steps=3, batch_size=2, seq_len=256, seed=0,
-                                          model_args=dict(dim=32, n_layers=1, n_heads=2, n_kv_heads=1),
-                                          progress=False)
+    model, cf, trainer = train_tool_model(
+        n_train=60,
+        steps=3,
+        batch_size=2,
+        seq_len=256,
+        seed=0,
+        model_args=dict(dim=32, n_layers=1, n_heads=2, n_kv_heads=1),
+        progress=False,
+    )
     assert len(trainer.history) == 3 and all(r["loss"] == r["loss"] for r in trainer.history)
     metrics = evaluate_tool_use(model, cf, make_tasks(3, "heldout"), max_new_tokens=8, max_steps=2)
     for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):

@@ -46,8 +46,9 @@ def loader(seed=1):
 
 
 def cfg(**kw):
-    base = dict(max_steps=12, lr=3e-3, min_lr=3e-4, warmup_steps=3, batch_size=4, seq_len=SEQ, eval_every=4,
-                ckpt_every=4)
+    base = dict(
+        max_steps=12, lr=3e-3, min_lr=3e-4, warmup_steps=3, batch_size=4, seq_len=SEQ, eval_every=4, ckpt_every=4
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -58,9 +59,14 @@ def test_lr_schedule_warmup_then_cosine_matches_torch_schedulers():
     max_lr, min_lr, warm, total = 1e-3, 1e-5, 10, 100
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=max_lr)
-    sched = torch.optim.lr_scheduler.SequentialLR(opt, [
-        torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warm, end_factor=1.0, total_iters=warm - 1),
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm, eta_min=min_lr)], milestones=[warm])
+    sched = torch.optim.lr_scheduler.SequentialLR(
+        opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warm, end_factor=1.0, total_iters=warm - 1),
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm, eta_min=min_lr),
+        ],
+        milestones=[warm],
+    )
     for step in range(total):
         assert lr_schedule(step, max_lr, min_lr, warm, total) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6)
         opt.step()
@@ -138,12 +144,21 @@ def test_trainer_equals_bare_torch_loop():
     data = loader()
     decay = [p for p in ref.parameters() if p.ndim >= 2]
     other = [p for p in ref.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                            lr=c.lr, betas=c.betas, eps=c.eps)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+        lr=c.lr,
+        betas=c.betas,
+        eps=c.eps,
+    )
     warm, total = c.warmup_steps, c.max_steps
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (
-        (s + 1) / warm if s < warm else
-        (c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))) / c.lr))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            (s + 1) / warm
+            if s < warm
+            else (c.min_lr + (c.lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * (s - warm) / (total - warm)))) / c.lr
+        ),
+    )
     for _ in range(6):
         x, y = data.next_batch(4)
         loss = F.cross_entropy(ref(x).reshape(-1, 64), y.reshape(-1))
@@ -175,14 +190,14 @@ def test_training_lowers_loss_and_bf16_autocast_tracks_fp32():
     before = evaluate(m, val)
     assert before == pytest.approx(math.log(64), abs=0.3)  # an untrained model is close to uniform
     fp32 = train(m, loader(), cfg(max_steps=40, lr=1e-2, min_lr=1e-3), val_batches=val, progress=False)
-    bf16 = train(model(), loader(), cfg(max_steps=40, lr=1e-2, min_lr=1e-3, bf16=True), val_batches=val,
-                 progress=False)
+    bf16 = train(model(), loader(), cfg(max_steps=40, lr=1e-2, min_lr=1e-3, bf16=True), val_batches=val, progress=False)
     assert fp32.val_history[-1]["val_loss"] < before - 1.0
     assert bf16.val_history[-1]["val_loss"] == pytest.approx(fp32.val_history[-1]["val_loss"], abs=0.15)
 
 
 def test_custom_loss_fn_and_dict_batches():
     """Post-training passes its own batches and loss: loss_fn(model, batch) with dict batches works."""
+
     class DictLoader:
         def __init__(self):
             self.inner = loader()
@@ -240,8 +255,11 @@ def test_resume_errors_are_clear(tmp_path):
         (ckpt / name).write_bytes(data[: len(data) // 2])
         return data
 
-    for name, pattern in (("model.safetensors", "truncated or corrupt"), ("optimizer.st", "truncated or corrupt"),
-                          ("trainer.json", "corrupt")):
+    for name, pattern in (
+        ("model.safetensors", "truncated or corrupt"),
+        ("optimizer.st", "truncated or corrupt"),
+        ("trainer.json", "corrupt"),
+    ):
         original = truncate(name)
         with pytest.raises(CheckpointError, match=pattern):
             train(None, loader(), cfg(), out_dir=tmp_path / "run", resume=True)
@@ -259,7 +277,8 @@ def test_checkpoint_holds_optimizer_loader_and_rng(tmp_path):
     ckpt = tmp_path / "checkpoint"
     moments = load_file(ckpt / "optimizer.st")
     assert {"layers.0.attention.wq.weight.exp_avg", "norm.weight.exp_avg_sq", "tok_embeddings.weight.step"} <= set(
-        moments)
+        moments
+    )
     torch.testing.assert_close(moments["norm.weight.exp_avg"], tr.optimizer.state[tr.model.norm.weight]["exp_avg"])
     state = json.loads((ckpt / "trainer.json").read_text())
     assert state["step"] == 4 and state["loader"] == tr.loader.state_dict()
@@ -267,8 +286,9 @@ def test_checkpoint_holds_optimizer_loader_and_rng(tmp_path):
     assert set(load_file(ckpt / "rng.st")) == {"torch"}
 
 
-@pytest.mark.parametrize("argv", [["--preset", "nope"], ["--preset", "llama3.1-405b"], ["--minutes", "0"],
-                                  ["--steps", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--preset", "nope"], ["--preset", "llama3.1-405b"], ["--minutes", "0"], ["--steps", "0"]]
+)
 def test_pretrain_rejects_bad_flags_before_touching_disk(argv, tmp_path, capsys):
     """Unknown or herd-sized presets and empty schedules stop with a usage error (exit 2) that names the fix."""
     from minillama.cli.pretrain import main
@@ -290,8 +310,9 @@ def test_pretrain_reads_documents_jsonl_from_data_build(tmp_path):
 
     docs = [Document(f"def f{i}(x):\n    return x + {i}\n" * 20, "user", f"d{i}", "user", "code") for i in range(30)]
     save_documents(docs, tmp_path / "documents.jsonl")
-    _, meta, tok = prepare_data(str(tmp_path / "documents.jsonl"), tmp_path / "run", str(shipped_tokenizer_path()),
-                                8192, None, 0)
+    _, meta, tok = prepare_data(
+        str(tmp_path / "documents.jsonl"), tmp_path / "run", str(shipped_tokenizer_path()), 8192, None, 0
+    )
     splits = meta["splits"]
     assert splits["train"]["documents"] + splits["val"]["documents"] == len(docs)
     assert splits["train"]["bytes"] + splits["val"]["bytes"] == sum(len(d.text.encode()) for d in docs)

@@ -24,7 +24,8 @@ def test_shipped_files_are_small_and_documented():
     folder = shipped_checkpoint()
     assert (folder / "model.safetensors").stat().st_size < 8_000_000
     assert {"config.json", "model.safetensors", "tokenizer.model", "golden.json", "REPRODUCE.txt"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     assert "minillama pretrain" in (folder / "REPRODUCE.txt").read_text()
 
 
@@ -47,7 +48,7 @@ def test_shipped_greedy_output_matches_golden(shipped):
         assert ids == case["prompt_ids"]
         assert tok.decode(case["new_tokens"]) == case["text"]
         with torch.no_grad():
-            logits = model(torch.tensor([ids + case["new_tokens"]]))[0, len(ids) - 1:-1]  # (new, vocab)
+            logits = model(torch.tensor([ids + case["new_tokens"]]))[0, len(ids) - 1 : -1]  # (new, vocab)
         gaps = logits.max(-1).values - logits.gather(-1, torch.tensor(case["new_tokens"])[:, None])[:, 0]
         assert float(gaps.max()) <= 1e-4, f"prompt {case['prompt']!r}: a golden token is not the arg-max"
         new = generate(model, [ids], case["max_new_tokens"], temperature=0.0)[0]
@@ -58,7 +59,8 @@ def test_shipped_greedy_output_matches_golden(shipped):
             top2 = logits[diff].topk(2).values
             assert float(top2[0] - top2[1]) < 1e-3, (
                 f"prompt {case['prompt']!r}: greedy output {tok.decode(new)!r} left the golden continuation "
-                f"{case['text']!r} at token {diff}, which is not a near-tie")
+                f"{case['text']!r} at token {diff}, which is not a near-tie"
+            )
 
 
 def test_shipped_model_beats_unigram_on_held_out_code(shipped):

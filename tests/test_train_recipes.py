@@ -41,8 +41,7 @@ def test_average_state_dicts_is_the_elementwise_mean(tmp_path):
 def test_anneal_takes_lr_linearly_to_zero_and_keeps_snapshots():
     """Annealing: no warmup, LR falls linearly from the start value to 0; the last `keep_last` weights are kept."""
     loader = ShardLoader([pattern(2)], SEQ, seed=0)
-    trainer, snaps = anneal(model(), loader, steps=5, lr=1e-3, seq_len=SEQ, batch_size=2, keep_last=3,
-                            progress=False)
+    trainer, snaps = anneal(model(), loader, steps=5, lr=1e-3, seq_len=SEQ, batch_size=2, keep_last=3, progress=False)
     assert [r["lr"] for r in trainer.history] == pytest.approx([1e-3 * (1 - s / 5) for s in range(5)])
     assert len(snaps) == 3
     torch.testing.assert_close(snaps[-1]["norm.weight"], trainer.model.norm.weight)
@@ -51,15 +50,22 @@ def test_anneal_takes_lr_linearly_to_zero_and_keeps_snapshots():
 def test_branch_on_the_matching_mix_lowers_that_domain_loss_more():
     """Two continuations from one model: the branch trained mostly on domain A ends with a lower loss on A than
     the branch trained mostly on B, and both start from the same point."""
-    def mix(weight_a):
-        return MixedLoader({"a": ShardLoader([pattern(2)], SEQ, seed=0), "b": ShardLoader([pattern(30)], SEQ, seed=1)},
-                           {"a": weight_a, "b": 1 - weight_a}, seed=0)
 
-    eval_sets = {"a": [ShardLoader([pattern(2, 200)], SEQ, shuffle=False).next_batch(4)],
-                 "b": [ShardLoader([pattern(30, 200)], SEQ, shuffle=False).next_batch(4)]}
+    def mix(weight_a):
+        return MixedLoader(
+            {"a": ShardLoader([pattern(2)], SEQ, seed=0), "b": ShardLoader([pattern(30)], SEQ, seed=1)},
+            {"a": weight_a, "b": 1 - weight_a},
+            seed=0,
+        )
+
+    eval_sets = {
+        "a": [ShardLoader([pattern(2, 200)], SEQ, shuffle=False).next_batch(4)],
+        "b": [ShardLoader([pattern(30, 200)], SEQ, shuffle=False).next_batch(4)],
+    }
     cfg = TrainConfig(max_steps=12, lr=1e-2, min_lr=1e-3, warmup_steps=2, batch_size=4, seq_len=SEQ)
-    curves = continue_on_mixes(model(), {"a-heavy": mix(0.9), "b-heavy": mix(0.1)}, cfg, eval_sets, eval_every=6,
-                               progress=False)
+    curves = continue_on_mixes(
+        model(), {"a-heavy": mix(0.9), "b-heavy": mix(0.1)}, cfg, eval_sets, eval_every=6, progress=False
+    )
     assert curves["a-heavy"][0] == curves["b-heavy"][0]
     assert [r["step"] for r in curves["a-heavy"]] == [0, 6, 12]
     assert curves["a-heavy"][-1]["a"] < curves["b-heavy"][-1]["a"]

@@ -33,8 +33,17 @@ SCRIPT = textwrap.dedent("""
     train(model, loader, cfg, val_batches=val, out_dir=out, resume=resume, progress=False,
           callbacks=[lambda tr, rec: time.sleep(pause)])
 """)
-CFG = dict(max_steps=24, lr=3e-3, min_lr=3e-4, warmup_steps=4, batch_ramp=((0, 2), (200, 4)), micro_batch_size=2,
-           seq_len=16, eval_every=5, ckpt_every=5)
+CFG = dict(
+    max_steps=24,
+    lr=3e-3,
+    min_lr=3e-4,
+    warmup_steps=4,
+    batch_ramp=((0, 2), (200, 4)),
+    micro_batch_size=2,
+    seq_len=16,
+    eval_every=5,
+    ckpt_every=5,
+)
 
 
 class ByteTokenizer:
@@ -57,8 +66,13 @@ def shards(tmp_path_factory):
 def run_script(shards, out, resume, pause):
     code = SCRIPT.replace("{CFG}", repr(CFG))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MINILLAMA_PROGRESS": "0"}
-    return subprocess.Popen([sys.executable, "-c", code, str(shards), str(out), "1" if resume else "0", str(pause)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(shards), str(out), "1" if resume else "0", str(pause)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def checkpoint_step(out):
@@ -113,8 +127,24 @@ def test_cli_pretrain_on_a_shard_folder_and_resume(shards, tmp_path, capsys):
     """`minillama pretrain` trains on a shard folder for --steps, refuses to overwrite a run, and --resume on a
     finished run keeps its history; --resume without a run is an error that says what to do."""
     out = tmp_path / "run"
-    argv = ["--preset", "tiny", "--data", str(shards), "--steps", "6", "--seq-len", "16", "--batch-size", "4",
-            "--out", str(out), "--eval-every", "3", "--ckpt-every", "3"]
+    argv = [
+        "--preset",
+        "tiny",
+        "--data",
+        str(shards),
+        "--steps",
+        "6",
+        "--seq-len",
+        "16",
+        "--batch-size",
+        "4",
+        "--out",
+        str(out),
+        "--eval-every",
+        "3",
+        "--ckpt-every",
+        "3",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "done: step 6/6" in text and "unigram entropy" in text

@@ -14,23 +14,39 @@ from minillama.bench._timing import summary
 from minillama.checkpoint import save_hf
 
 #: The config the issue names: dim 288, 6 layers, 6 heads, 2 kv heads, vocab 8192.
-BENCH_ARGS = dict(dim=288, n_layers=6, n_heads=6, n_kv_heads=2, vocab_size=8192, multiple_of=32,
-                  ffn_dim_multiplier=None, max_seq_len=1024, use_scaled_rope=False, tie_word_embeddings=False)
+BENCH_ARGS = dict(
+    dim=288,
+    n_layers=6,
+    n_heads=6,
+    n_kv_heads=2,
+    vocab_size=8192,
+    multiple_of=32,
+    ffn_dim_multiplier=None,
+    max_seq_len=1024,
+    use_scaled_rope=False,
+    tie_word_embeddings=False,
+)
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("MINILLAMA_THREADS", "2")))
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds (medians are over these)")
-    ap.add_argument("--precision", choices=["highest", "high", "medium"], default="highest",
-                    help="torch.set_float32_matmul_precision for all variants")
+    ap.add_argument(
+        "--precision",
+        choices=["highest", "high", "medium"],
+        default="highest",
+        help="torch.set_float32_matmul_precision for all variants",
+    )
     ap.add_argument("--compile", action="store_true", help="also time minillama under torch.compile")
 
 
 def setup(a) -> None:
     torch.set_num_threads(a.threads)
     torch.set_float32_matmul_precision(a.precision)
-    print(f"torch {torch.__version__}, {a.threads} thread(s), float32 matmul precision {a.precision!r}, "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"torch {torch.__version__}, {a.threads} thread(s), float32 matmul precision {a.precision!r}, "
+        f"{platform.processor() or platform.machine()}"
+    )
 
 
 def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
@@ -50,5 +66,7 @@ def print_rates(times: dict[str, list[float]], n_tokens: int, reference: str = "
     ref_med, ref_best = summary(times[reference])
     for name, t in times.items():
         med, best = summary(t)
-        print(f"{name:<34} {n_tokens / med:>10.0f} tok/s   reference {n_tokens / ref_med:>10.0f} tok/s   "
-              f"ratio {ref_med / med:5.2f}x   [best {n_tokens / best:.0f} vs {n_tokens / ref_best:.0f}]")
+        print(
+            f"{name:<34} {n_tokens / med:>10.0f} tok/s   reference {n_tokens / ref_med:>10.0f} tok/s   "
+            f"ratio {ref_med / med:5.2f}x   [best {n_tokens / best:.0f} vs {n_tokens / ref_best:.0f}]"
+        )

@@ -63,27 +63,41 @@ def measure(layouts: dict, args, tokens, rounds: int, steps: int, warmup: int) -
     for _ in range(rounds):
         for name, (sizes, options) in layouts.items():
             ranks = math.prod(sizes.values()) if sizes else 1
-            per_rank = launch(_run, ranks, {**{"tp": 1, "cp": 1, "pp": 1, "dp": 1}, **sizes}, options, args, tokens,
-                              steps, warmup, timeout=300)
+            per_rank = launch(
+                _run,
+                ranks,
+                {**{"tp": 1, "cp": 1, "pp": 1, "dp": 1}, **sizes},
+                options,
+                args,
+                tokens,
+                steps,
+                warmup,
+                timeout=300,
+            )
             out[name]["times"] += [max(ts) for ts in zip(*(r[0] for r in per_rank))]
-            out[name].update(bytes=[r[1] for r in per_rank], calls=[r[2] for r in per_rank],
-                             loss=per_rank[0][3], ranks=ranks)
+            out[name].update(
+                bytes=[r[1] for r in per_rank], calls=[r[2] for r in per_rank], loss=per_rank[0][3], ranks=ranks
+            )
     return out
 
 
 def report(results: dict, batch: int, seq: int) -> str:
     ref = summary(results["1 device"]["times"])[0]
-    lines = [f"global batch {batch} x {seq} tokens, float32; bytes = sent per rank per step (mean over ranks)",
-             f"{'layout':22s} {'ranks':>5s} {'median ms':>10s} {'best ms':>8s} {'ratio':>6s} {'KiB/rank':>9s} "
-             f"{'calls':>6s}  by collective (KiB/rank)"]
+    lines = [
+        f"global batch {batch} x {seq} tokens, float32; bytes = sent per rank per step (mean over ranks)",
+        f"{'layout':22s} {'ranks':>5s} {'median ms':>10s} {'best ms':>8s} {'ratio':>6s} {'KiB/rank':>9s} "
+        f"{'calls':>6s}  by collective (KiB/rank)",
+    ]
     for name, r in results.items():
         med, best = summary(r["times"])
         ops = sorted({op for b in r["bytes"] for op in b})
         per_op = {op: statistics.mean(b.get(op, 0) for b in r["bytes"]) / 1024 for op in ops}
         total = sum(per_op.values())
         split = ", ".join(f"{op} {v:.0f}" for op, v in per_op.items() if v) or "-"
-        lines.append(f"{name:22s} {r['ranks']:5d} {med * 1e3:10.1f} {best * 1e3:8.1f} {med / ref:6.2f} "
-                     f"{total:9.1f} {statistics.mean(r['calls']):6.0f}  {split}")
+        lines.append(
+            f"{name:22s} {r['ranks']:5d} {med * 1e3:10.1f} {best * 1e3:8.1f} {med / ref:6.2f} "
+            f"{total:9.1f} {statistics.mean(r['calls']):6.0f}  {split}"
+        )
     losses = {round(r["loss"], 5) for r in results.values()}
     lines.append(f"last-step loss on every layout: {sorted(losses)} (the same run, differently split)")
     return "\n".join(lines)
@@ -111,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     args = fourd.small_args(dim=a.dim, n_layers=a.layers, vocab_size=a.vocab, max_seq_len=max(128, a.seq))
     tokens = torch.randint(0, a.vocab, (a.batch, a.seq + 1), generator=torch.Generator().manual_seed(0))
     results = measure(layouts, args, tokens, a.rounds, a.steps, a.warmup)
-    print(f"model: dim {args.dim}, {args.n_layers} layers, {args.n_heads}/{args.n_kv_heads} heads, vocab "
-          f"{args.vocab_size}, {fourd.build_model(args).num_params():,} parameters")
+    print(
+        f"model: dim {args.dim}, {args.n_layers} layers, {args.n_heads}/{args.n_kv_heads} heads, vocab "
+        f"{args.vocab_size}, {fourd.build_model(args).num_params():,} parameters"
+    )
     print(report(results, a.batch, a.seq))
     return 0

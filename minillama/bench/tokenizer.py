@@ -47,12 +47,15 @@ def hf_train(text: str, n_ranks: int, pattern: str):
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=n_ranks, special_tokens=[], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=n_ranks, special_tokens=[], show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator([text], trainer=trainer)
     return tok
 
@@ -81,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     # optional ([dev] extra): the reference this benchmark measures against
     import tokenizers
 
-    print(f"tiktoken {tiktoken.__version__}, tokenizers {tokenizers.__version__}, "
-          f"HF threads: {'all' if a.hf_parallel else 1}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"tiktoken {tiktoken.__version__}, tokenizers {tokenizers.__version__}, "
+        f"HF threads: {'all' if a.hf_parallel else 1}, load average {os.getloadavg()[0]:.1f}"
+    )
 
     if not a.skip_train:
         text = stdlib_text(int(a.train_mb * 1e6))
@@ -95,15 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         def hf():
             results["hf"] = hf_train(text, n_ranks, LLAMA3_PATTERN)
 
-        wall, cpu = _interleaved_wall_cpu({"train_bpe (Python)": ours, "HF tokenizers BpeTrainer": hf},
-                                          rounds=a.rounds, warmup=0)
+        wall, cpu = _interleaved_wall_cpu(
+            {"train_bpe (Python)": ours, "HF tokenizers BpeTrainer": hf}, rounds=a.rounds, warmup=0
+        )
         assert results["ours"].n_words == a.vocab_size and results["hf"].get_vocab_size() == n_ranks
         mb = len(text.encode()) / 1e6
-        print(f"\ntraining: {mb:.1f} MB stdlib source -> {n_ranks} ranks + {len(SPECIAL_TOKENS)} specials, "
-              f"seconds (median of {a.rounds}, best in brackets)")
+        print(
+            f"\ntraining: {mb:.1f} MB stdlib source -> {n_ranks} ranks + {len(SPECIAL_TOKENS)} specials, "
+            f"seconds (median of {a.rounds}, best in brackets)"
+        )
         for name, med, best, c, ratio, cpu_ratio in _against(wall, cpu, "HF tokenizers BpeTrainer"):
-            print(f"  {name:<28} wall {med:6.2f} s [{best:6.2f}]  ratio {ratio:5.2f}x   "
-                  f"cpu {c:6.2f} s  ratio {cpu_ratio:5.2f}x")
+            print(
+                f"  {name:<28} wall {med:6.2f} s [{best:6.2f}]  ratio {ratio:5.2f}x   "
+                f"cpu {c:6.2f} s  ratio {cpu_ratio:5.2f}x"
+            )
 
     text = stdlib_text(int(a.encode_mb * 1e6))
     nbytes = len(text.encode())
@@ -120,12 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         "from-scratch encoder": lambda: slow.encode(text),
     }
     wall, cpu = _interleaved_wall_cpu(variants, rounds=2 * a.rounds, warmup=1)
-    print(f"\nencoding: {nbytes / 1e6:.1f} MB stdlib source, real Llama 3 ranks, {len(ref)} tokens; MB/s "
-          f"(median of {2 * a.rounds}, best in brackets); from-scratch first pass (empty cache): "
-          f"{nbytes / cold / 1e6:.1f} MB/s")
+    print(
+        f"\nencoding: {nbytes / 1e6:.1f} MB stdlib source, real Llama 3 ranks, {len(ref)} tokens; MB/s "
+        f"(median of {2 * a.rounds}, best in brackets); from-scratch first pass (empty cache): "
+        f"{nbytes / cold / 1e6:.1f} MB/s"
+    )
     for name, med, best, c, ratio, cpu_ratio in _against(wall, cpu, "tiktoken (raw)"):
-        print(f"  {name:<28} wall {nbytes / med / 1e6:6.1f} MB/s [{nbytes / best / 1e6:6.1f}]  time ratio "
-              f"{ratio:5.2f}x   cpu {nbytes / c / 1e6:6.1f} MB/s  time ratio {cpu_ratio:5.2f}x")
+        print(
+            f"  {name:<28} wall {nbytes / med / 1e6:6.1f} MB/s [{nbytes / best / 1e6:6.1f}]  time ratio "
+            f"{ratio:5.2f}x   cpu {nbytes / c / 1e6:6.1f} MB/s  time ratio {cpu_ratio:5.2f}x"
+        )
     return 0
 
 

@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bare_model = copy.deepcopy(model)
     steps["minillama bare (fused AdamW)"] = make_step(bare_model, bare_model.parameters(), tokens, fused=True)
-    trainer = Trainer(copy.deepcopy(model), FixedBatch(), TrainConfig(max_steps=10**9, batch_size=a.batch,
-                                                                     seq_len=a.seq, warmup_steps=10))
+    trainer = Trainer(
+        copy.deepcopy(model),
+        FixedBatch(),
+        TrainConfig(max_steps=10**9, batch_size=a.batch, seq_len=a.seq, warmup_steps=10),
+    )
     steps["minillama Trainer.train_step"] = trainer.train_step
     if a.compile:
         compiled = torch.compile(model)
@@ -84,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
 
     times = interleaved({k: repeat(v) for k, v in steps.items()}, rounds=a.rounds)
     n = a.batch * a.seq * a.steps
-    print(f"training step, batch {a.batch} x {a.seq} tokens, {model.num_params() / 1e6:.1f}M parameters, AdamW; "
-          f"tokens/s (median of {a.rounds} rounds, best in brackets)")
+    print(
+        f"training step, batch {a.batch} x {a.seq} tokens, {model.num_params() / 1e6:.1f}M parameters, AdamW; "
+        f"tokens/s (median of {a.rounds} rounds, best in brackets)"
+    )
     print_rates(times, n)
     bare_med, bare_best = summary(times["minillama bare (fused AdamW)"])
     tr_med, tr_best = summary(times["minillama Trainer.train_step"])
-    print(f"Trainer overhead over the bare step: {100 * (tr_med / bare_med - 1):+.1f}% (median), "
-          f"{100 * (tr_best / bare_best - 1):+.1f}% (best of {a.rounds}); target <= +5%")
+    print(
+        f"Trainer overhead over the bare step: {100 * (tr_med / bare_med - 1):+.1f}% (median), "
+        f"{100 * (tr_best / bare_best - 1):+.1f}% (best of {a.rounds}); target <= +5%"
+    )
     return 0
 
 

@@ -18,21 +18,30 @@ from minillama.utils import set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minillama chat", description="Chat with a model that can call tools "
-                                "(code interpreter in a sandbox, calculator, local documentation search).")
+    p = argparse.ArgumentParser(
+        prog="minillama chat",
+        description="Chat with a model that can call tools "
+        "(code interpreter in a sandbox, calculator, local documentation search).",
+    )
     p.add_argument("--demo", action="store_true", help="run the scripted CSV example (no model needed)")
     p.add_argument("--model", default=None, help="checkpoint folder (e.g. one written by minillama.tooluse.train)")
     p.add_argument("--tokenizer", default=None, help="rank file (default: the shipped course tokenizer)")
     p.add_argument("--prompt", default=None, help="one request; without it, read requests from stdin")
-    p.add_argument("--tools", default="code_interpreter,wolfram_alpha,brave_search",
-                   help="comma-separated built-in tools to enable")
+    p.add_argument(
+        "--tools",
+        default="code_interpreter,wolfram_alpha,brave_search",
+        help="comma-separated built-in tools to enable",
+    )
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--timeout", type=float, default=10.0, help="sandbox wall-clock limit per run (s)")
     p.add_argument("--show-isolation", action="store_true", help="print the sandbox isolation level and exit")
-    p.add_argument("--allow-unsafe-sandbox", action="store_true",
-                   help="run model-written code even without OS isolation (no bubblewrap or user namespaces): "
-                        "then your files, the network and your other processes are NOT protected")
+    p.add_argument(
+        "--allow-unsafe-sandbox",
+        action="store_true",
+        help="run model-written code even without OS isolation (no bubblewrap or user namespaces): "
+        "then your files, the network and your other processes are NOT protected",
+    )
     return p
 
 

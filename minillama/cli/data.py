@@ -41,8 +41,10 @@ def _print_summary(summary: dict) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillama data", description="Build and inspect corpora (paper §3.1).")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, help_text in (("stats", "print documents and bytes by source and kind"),
-                            ("build", "clean, dedup, filter and mix a corpus into documents.jsonl")):
+    for name, help_text in (
+        ("stats", "print documents and bytes by source and kind"),
+        ("build", "clean, dedup, filter and mix a corpus into documents.jsonl"),
+    ):
         q = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         q.add_argument("--data", default="stdlib", help="stdlib, stdlib:code, stdlib:prose, a .jsonl, a file or folder")
         q.add_argument("--limit-bytes", type=int, default=None, help="use a seeded random subset of this many bytes")
@@ -50,8 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.choices["build"]
     b.add_argument("--out", default="data", help="output folder (documents.jsonl, report.json)")
     b.add_argument("--mix", default=None, help="byte shares per kind after filtering, e.g. code=0.7,prose=0.3")
-    b.add_argument("--total-bytes", type=int, default=None,
-                   help="size of the mix (default: the filtered corpus's size; small groups are repeated)")
+    b.add_argument(
+        "--total-bytes",
+        type=int,
+        default=None,
+        help="size of the mix (default: the filtered corpus's size; small groups are repeated)",
+    )
     b.add_argument("--no-quality", action="store_true", help="skip the quality classifier step")
     b.add_argument("--contaminants", action="store_true", help="add the six synthetic bad documents (a demo)")
     return p
@@ -79,9 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     save_documents(kept, out / "documents.jsonl")
-    (out / "report.json").write_text(json.dumps(
-        {"input": corpus_summary(docs), "output": corpus_summary(kept), "steps": [r.to_dict() for r in reports]},
-        indent=1, default=str))
+    (out / "report.json").write_text(
+        json.dumps(
+            {"input": corpus_summary(docs), "output": corpus_summary(kept), "steps": [r.to_dict() for r in reports]},
+            indent=1,
+            default=str,
+        )
+    )
     print(format_reports(reports))
     _print_summary(corpus_summary(kept))
     print(f"wrote {out / 'documents.jsonl'} and {out / 'report.json'}")

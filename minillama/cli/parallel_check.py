@@ -58,9 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_layout(**sizes))
     t0 = time.perf_counter()
     try:
-        worst = fourd.check(**sizes, args=args, batch=batch, seq_len=seq, dtype=getattr(torch, a.dtype),
-                            dp_mode=a.dp_mode, seed=a.seed, timeout=a.timeout, schedule=a.schedule,
-                            n_microbatches=a.microbatches, virtual_stages=a.virtual_stages)
+        worst = fourd.check(
+            **sizes,
+            args=args,
+            batch=batch,
+            seq_len=seq,
+            dtype=getattr(torch, a.dtype),
+            dp_mode=a.dp_mode,
+            seed=a.seed,
+            timeout=a.timeout,
+            schedule=a.schedule,
+            n_microbatches=a.microbatches,
+            virtual_stages=a.virtual_stages,
+        )
     except ValueError as e:  # bad sizes for this model: say what to change
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -68,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     ok = all(worst[k] <= tol for k in ("loss", "grads", "params"))
     if not speak:
         return 0 if ok else 1
-    print(f"{a.dtype}, DP as {a.dp_mode}" + (f", {a.schedule} pipeline" if a.pp > 1 else "")
-          + f", batch {batch} x {seq} tokens, {args.n_layers} layers, {time.perf_counter() - t0:.1f} s")
-    print(f"max |difference| vs one device over {worst['n_tensors']} tensors: loss {worst['loss']:.2e}, "
-          f"gradients {worst['grads']:.2e}, parameters after AdamW {worst['params']:.2e} "
-          f"(tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}")
+    print(
+        f"{a.dtype}, DP as {a.dp_mode}"
+        + (f", {a.schedule} pipeline" if a.pp > 1 else "")
+        + f", batch {batch} x {seq} tokens, {args.n_layers} layers, {time.perf_counter() - t0:.1f} s"
+    )
+    print(
+        f"max |difference| vs one device over {worst['n_tensors']} tensors: loss {worst['loss']:.2e}, "
+        f"gradients {worst['grads']:.2e}, parameters after AdamW {worst['params']:.2e} "
+        f"(tolerance {tol:.0e}): {'OK' if ok else 'MISMATCH'}"
+    )
     return 0 if ok else 1

@@ -54,19 +54,25 @@ def sft_main(argv: list[str] | None = None) -> int:
     cf = load_chat_format(args.tokenizer)
     model, origin = load_policy(args.init, cf.tokenizer.n_words, seed=args.seed)
     print(f"start: {origin} ({model.num_params():,} parameters)")
-    examples = (load_dialogs(args.data, cf) if args.data else
-                task_examples(cf, T.make_tasks(args.n_train, "train", seed=args.seed)))
+    examples = (
+        load_dialogs(args.data, cf)
+        if args.data
+        else task_examples(cf, T.make_tasks(args.n_train, "train", seed=args.seed))
+    )
     heldout = T.make_tasks(args.n_eval, "heldout", seed=0)
     before = evaluate_accuracy(model, cf, heldout)
     print(f"held-out accuracy before SFT: {before['accuracy']:.1%}")
     t0 = time.perf_counter()
-    trainer = run_sft(model, examples, default_config(args.steps, args.lr, args.batch_size, args.seq_len, args.seed),
-                      out_dir=args.out)
+    trainer = run_sft(
+        model, examples, default_config(args.steps, args.lr, args.batch_size, args.seq_len, args.seed), out_dir=args.out
+    )
     wall = time.perf_counter() - t0
     after = evaluate_accuracy(model, cf, heldout)
     print(f"held-out accuracy after SFT: {after['accuracy']:.1%} ({wall:.0f} s); checkpoint in {args.out}/checkpoint")
-    write_json(Path(args.out) / "results.json", {"before": before, "after": after, "wall_s": wall,
-                                                 "final_loss": trainer.history[-1]["loss"]})
+    write_json(
+        Path(args.out) / "results.json",
+        {"before": before, "after": after, "wall_s": wall, "final_loss": trainer.history[-1]["loss"]},
+    )
     return 0
 
 
@@ -101,10 +107,21 @@ def reward_main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     save_reward_model(rm, out / "reward_model")
     save_figure(plot_reward_margins(margins), out / "reward_margins.png")
-    write_json(out / "results.json", {"policy": origin, "pairwise_accuracy": acc, "heldout_pairs": len(held_pairs),
-                                      "train_pairs": len(train_pairs), "wall_s": wall, "history": history})
-    print(f"reward model from {origin}: held-out pairwise accuracy {acc:.1%} on {len(held_pairs)} pairs "
-          f"({wall:.0f} s); saved to {out / 'reward_model'}")
+    write_json(
+        out / "results.json",
+        {
+            "policy": origin,
+            "pairwise_accuracy": acc,
+            "heldout_pairs": len(held_pairs),
+            "train_pairs": len(train_pairs),
+            "wall_s": wall,
+            "history": history,
+        },
+    )
+    print(
+        f"reward model from {origin}: held-out pairwise accuracy {acc:.1%} on {len(held_pairs)} pairs "
+        f"({wall:.0f} s); saved to {out / 'reward_model'}"
+    )
     return 0
 
 
@@ -112,8 +129,9 @@ def rejection_main(argv: list[str] | None = None) -> int:
     """`minillama rejection-sample --policy CKPT --reward RM --out DIR`: K samples per prompt, the reward model's
     best kept as new SFT data (best.jsonl), the best-of-K curve on held-out prompts, and with --sft-steps a
     fine-tuned policy."""
-    p = argparse.ArgumentParser(prog="minillama rejection-sample",
-                                description=rejection_main.__doc__.split(":")[1].strip())
+    p = argparse.ArgumentParser(
+        prog="minillama rejection-sample", description=rejection_main.__doc__.split(":")[1].strip()
+    )
     p.add_argument("--policy", default="auto", help="checkpoint to sample from (the latest policy)")
     p.add_argument("--reward", required=True, help="reward model folder (from `minillama reward`)")
     p.add_argument("--tokenizer", default=None)
@@ -143,13 +161,24 @@ def rejection_main(argv: list[str] | None = None) -> int:
             f.write(json.dumps({"messages": task.messages(response, system=False)}) + "\n")
     picks_right = sum(T.check(t, r) for t, r in rs["best"]) / len(rs["best"])
     save_figure(plot_best_of_k(curve), out / "best_of_k.png")
-    result = {"policy": origin, "best_of_k": curve, "rm_picks_correct": picks_right,
-              "sample_accuracy": float(rs["correct"].float().mean()), "sampling_wall_s": time.perf_counter() - t0}
-    print(f"{len(tasks)} prompts x {args.k} samples: samples right {result['sample_accuracy']:.1%}, RM picks right "
-          f"{picks_right:.1%}; best-of-K {curve}")
+    result = {
+        "policy": origin,
+        "best_of_k": curve,
+        "rm_picks_correct": picks_right,
+        "sample_accuracy": float(rs["correct"].float().mean()),
+        "sampling_wall_s": time.perf_counter() - t0,
+    }
+    print(
+        f"{len(tasks)} prompts x {args.k} samples: samples right {result['sample_accuracy']:.1%}, RM picks right "
+        f"{picks_right:.1%}; best-of-K {curve}"
+    )
     if args.sft_steps:
-        run_sft(policy, task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]]),
-                default_config(args.sft_steps, 1e-3, 4, seed=args.seed, warmup=5), out_dir=out / "sft")
+        run_sft(
+            policy,
+            task_examples(cf, [t for t, _ in rs["best"]], [r for _, r in rs["best"]]),
+            default_config(args.sft_steps, 1e-3, 4, seed=args.seed, warmup=5),
+            out_dir=out / "sft",
+        )
         held = evaluate_accuracy(policy, cf, T.make_tasks(400, "heldout", seed=0))
         result["heldout_accuracy_after_sft"] = held["accuracy"]
         print(f"after SFT on the picks: held-out accuracy {held['accuracy']:.1%} (checkpoint in {out / 'sft'})")
@@ -189,10 +218,14 @@ def dpo_main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     save_checkpoint(policy, out / "checkpoint")
     save_figure(plot_implicit_rewards(history), out / "dpo_rewards.png")
-    write_json(out / "results.json", {"policy": origin, "pairs": len(pairs), "before": before, "after": after,
-                                      "wall_s": wall, "history": history})
-    print(f"DPO on {len(pairs)} pairs: held-out accuracy {before:.1%} -> {after:.1%} ({wall:.0f} s); "
-          f"checkpoint in {out / 'checkpoint'}")
+    write_json(
+        out / "results.json",
+        {"policy": origin, "pairs": len(pairs), "before": before, "after": after, "wall_s": wall, "history": history},
+    )
+    print(
+        f"DPO on {len(pairs)} pairs: held-out accuracy {before:.1%} -> {after:.1%} ({wall:.0f} s); "
+        f"checkpoint in {out / 'checkpoint'}"
+    )
     return 0
 
 

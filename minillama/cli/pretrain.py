@@ -27,18 +27,28 @@ from minillama.utils import set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minillama pretrain", description="Pre-train a small Llama on the CPU "
-                                "(paper §3.4). With no flags: the `small` preset on the standard library, 15 minutes.")
+    p = argparse.ArgumentParser(
+        prog="minillama pretrain",
+        description="Pre-train a small Llama on the CPU "
+        "(paper §3.4). With no flags: the `small` preset on the standard library, 15 minutes.",
+    )
     p.add_argument("--preset", default="small", help="model preset (tiny, small, base); default small")
-    p.add_argument("--data", default="stdlib", help="'stdlib' (built-in corpus), a documents.jsonl from `minillama "
-                   "data build`, a text file or folder, or a shard folder made by minillama.data.shards "
-                   "(has meta.json)")
+    p.add_argument(
+        "--data",
+        default="stdlib",
+        help="'stdlib' (built-in corpus), a documents.jsonl from `minillama "
+        "data build`, a text file or folder, or a shard folder made by minillama.data.shards "
+        "(has meta.json)",
+    )
     p.add_argument("--minutes", type=float, default=15.0, help="training time; sets the schedule length")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --minutes; reproducible)")
     p.add_argument("--out", default=None, help="run folder (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--tokenizer", default=None, help="tokenizer file; default: the shipped course tokenizer for "
-                   "'stdlib', else a new 8K BPE trained on --data")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer file; default: the shipped course tokenizer for 'stdlib', else a new 8K BPE trained on --data",
+    )
     p.add_argument("--limit-mb", type=float, default=None, help="use at most this many MB of the corpus")
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16, help="rows per step after the ramp")
@@ -49,8 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of the steps, <= 200)")
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="bf16 autocast or plain fp32; auto = bf16 where the CPU computes bf16 natively (~2x faster)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="bf16 autocast or plain fp32; auto = bf16 where the CPU computes bf16 natively (~2x faster)",
+    )
     p.add_argument("--dim", type=int, default=None, help="override the preset's dim")
     p.add_argument("--n-layers", type=int, default=None, help="override the preset's n_layers")
     p.add_argument("--n-heads", type=int, default=None, help="override the preset's n_heads")
@@ -78,20 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cpu_presets = ("tiny", "small", "base")
     if args.preset not in cpu_presets:
-        parser.error(f"--preset {args.preset!r}: pre-training on a CPU takes one of {', '.join(cpu_presets)} "
-                     "(the herd's presets are for chapter 00's meta-device counts, not for training here)")
+        parser.error(
+            f"--preset {args.preset!r}: pre-training on a CPU takes one of {', '.join(cpu_presets)} "
+            "(the herd's presets are for chapter 00's meta-device counts, not for training here)"
+        )
     if args.minutes <= 0 or (args.steps is not None and args.steps < 1):
         parser.error("--minutes must be > 0 and --steps >= 1")
     threads = set_threads(args.threads)
     out = Path(args.out or f"runs/{args.preset}")
     ckpt = out / CHECKPOINT
     if args.resume and not (ckpt / TRAINER_STATE).is_file():
-        print(f"minillama pretrain: nothing to resume in {out} (no {ckpt / TRAINER_STATE}); run without --resume",
-              file=sys.stderr)
+        print(
+            f"minillama pretrain: nothing to resume in {out} (no {ckpt / TRAINER_STATE}); run without --resume",
+            file=sys.stderr,
+        )
         return 2
     if not args.resume and (ckpt / TRAINER_STATE).is_file():
-        print(f"minillama pretrain: {out} already holds a run; pass --resume to continue it or --out for a new one",
-              file=sys.stderr)
+        print(
+            f"minillama pretrain: {out} already holds a run; pass --resume to continue it or --out for a new one",
+            file=sys.stderr,
+        )
         return 2
     trainer, meta, tok = resume_run(args, out) if args.resume else new_run(args, out, threads)
     data_tokenizer = Path(trainer.meta["data_folder"]) / "tokenizer.model"
@@ -101,17 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume and args.steps is None:
         trainer.callbacks.append(replan_at_warmup_end(args.minutes * 60 * 0.93, clock))
     if args.sample_every and tok is not None:
+
         def show(tr, record):
             if tr.step % args.sample_every == 0:
                 print(f"\n[step {tr.step}] {sample_text(tr.model, tok, args.prompt, 48)!r}", flush=True)
+
         trainer.callbacks.append(show)
     clock["start"] = time.perf_counter()
     trainer.fit()
     last_val = trainer.val_history[-1]["val_loss"] if trainer.val_history else float("nan")
     cfg = trainer.cfg
-    print(f"done: step {trainer.step}/{cfg.max_steps}, {trainer.tokens_seen:,} tokens in {trainer.wall_s / 60:.1f} "
-          f"min of training ({trainer.tokens_per_s:,.0f} tokens/s); validation loss {last_val:.3f} nats/token vs "
-          f"unigram entropy {meta.get('unigram_entropy', float('nan')):.3f}")
+    print(
+        f"done: step {trainer.step}/{cfg.max_steps}, {trainer.tokens_seen:,} tokens in {trainer.wall_s / 60:.1f} "
+        f"min of training ({trainer.tokens_per_s:,.0f} tokens/s); validation loss {last_val:.3f} nats/token vs "
+        f"unigram entropy {meta.get('unigram_entropy', float('nan')):.3f}"
+    )
     if tok is not None:
         print(f"sample after training: {sample_text(trainer.model, tok, args.prompt, 64)!r}")
     print(f"checkpoint: {ckpt}   loss plot: {out / LOSS_PLOT}")
@@ -139,48 +163,89 @@ def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
     cfg = trainer.cfg
     print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
     if trainer.step >= cfg.max_steps:
-        print(f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
-              "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
-              "longer --minutes or --steps and another --out.", file=sys.stderr)
+        print(
+            f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
+            "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
+            "longer --minutes or --steps and another --out.",
+            file=sys.stderr,
+        )
     return trainer, read_meta(data_folder), tok
 
 
 def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
     """A new run: data prepared, model built, schedule planned (from --steps, or from this machine's measured
     speed and --minutes)."""
-    data_folder, meta, tok = prepare_data(args.data, out, args.tokenizer, ModelArgs.from_preset(args.preset).vocab_size,
-                                          args.limit_mb, args.seed)
+    data_folder, meta, tok = prepare_data(
+        args.data, out, args.tokenizer, ModelArgs.from_preset(args.preset).vocab_size, args.limit_mb, args.seed
+    )
     seq_len = args.seq_len
     loader, val_batches = _loaders(data_folder, seq_len, args.seed)
-    overrides = {k: v for k, v in (("dim", args.dim), ("n_layers", args.n_layers), ("n_heads", args.n_heads),
-                                   ("n_kv_heads", args.n_kv_heads)) if v is not None}
-    margs = ModelArgs.from_preset(args.preset, vocab_size=meta["vocab_size"], **overrides,
-                                  max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len))
+    overrides = {
+        k: v
+        for k, v in (
+            ("dim", args.dim),
+            ("n_layers", args.n_layers),
+            ("n_heads", args.n_heads),
+            ("n_kv_heads", args.n_kv_heads),
+        )
+        if v is not None
+    }
+    margs = ModelArgs.from_preset(
+        args.preset,
+        vocab_size=meta["vocab_size"],
+        **overrides,
+        max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len),
+    )
     model = Transformer(margs).init_weights(std=0.02, seed=args.seed)
-    cfg = TrainConfig(max_steps=10, lr=args.lr, min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
-                      warmup_steps=0, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-                      batch_size=args.batch_size, micro_batch_size=args.micro_batch_size, seq_len=seq_len,
-                      bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
-                      seed=args.seed)
+    cfg = TrainConfig(
+        max_steps=10,
+        lr=args.lr,
+        min_lr=args.min_lr if args.min_lr is not None else args.lr / 10,
+        warmup_steps=0,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        batch_size=args.batch_size,
+        micro_batch_size=args.micro_batch_size,
+        seq_len=seq_len,
+        bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
+        seed=args.seed,
+    )
     steps, ramp = _plan(args, model, cfg, loader, threads)
     warmup = args.warmup if args.warmup is not None else min(200, max(5, steps // 20))
     cfg = dataclasses.replace(
-        cfg, max_steps=steps, warmup_steps=min(warmup, steps), batch_ramp=ramp or (),
+        cfg,
+        max_steps=steps,
+        warmup_steps=min(warmup, steps),
+        batch_ramp=ramp or (),
         eval_every=args.eval_every if args.eval_every is not None else max(10, steps // 15),
         ckpt_every=args.ckpt_every if args.ckpt_every is not None else max(10, steps // 10),
-        time_limit_s=args.minutes * 60 * 1.15 if args.steps is None else None)
+        time_limit_s=args.minutes * 60 * 1.15 if args.steps is None else None,
+    )
     tok_file = Path(data_folder) / "tokenizer.model"
     extra = {"tokenizer.model": tok_file.read_bytes()} if tok_file.is_file() else {}
-    trainer = Trainer(model, loader, cfg, val_batches=val_batches, out_dir=out, extra_files=extra,
-                      meta={"data_folder": str(Path(data_folder).resolve()), "preset": args.preset,
-                            "data": args.data, "unigram_entropy": meta.get("unigram_entropy")})
+    trainer = Trainer(
+        model,
+        loader,
+        cfg,
+        val_batches=val_batches,
+        out_dir=out,
+        extra_files=extra,
+        meta={
+            "data_folder": str(Path(data_folder).resolve()),
+            "preset": args.preset,
+            "data": args.data,
+            "unigram_entropy": meta.get("unigram_entropy"),
+        },
+    )
     n = model.num_params()
     print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
-    print(f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
-          f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
-          f"train {meta['splits']['train']['tokens']:,} tokens, val "
-          f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
-          f"nats/token")
+    print(
+        f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
+        f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
+        f"train {meta['splits']['train']['tokens']:,} tokens, val "
+        f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
+        f"nats/token"
+    )
     if tok is not None:
         print(f"sample before training: {sample_text(model, tok, args.prompt, 32)!r}")
     return trainer, meta, tok
@@ -197,6 +262,8 @@ def _plan(args, model: Transformer, cfg: TrainConfig, loader, threads: int) -> t
     if ramp is None:
         ramp = default_ramp(args.batch_size, cfg.seq_len, total_tokens)
     steps = max(1, steps_for_tokens(total_tokens, ramp or ((0, args.batch_size),), cfg.seq_len))
-    print(f"measured {tok_s:,.0f} tokens/s on {threads} thread(s): {args.minutes:g} min ≈ "
-          f"{total_tokens:,} tokens ≈ {steps} steps")
+    print(
+        f"measured {tok_s:,.0f} tokens/s on {threads} thread(s): {args.minutes:g} min ≈ "
+        f"{total_tokens:,} tokens ≈ {steps} steps"
+    )
     return steps, ramp

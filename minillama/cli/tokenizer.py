@@ -24,8 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minillama tokenizer", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a BPE and save it")
-    t.add_argument("inputs", nargs="+", help="text files, folders (all files inside), or 'stdlib' (the Python "
-                   "standard library's source)")
+    t.add_argument(
+        "inputs",
+        nargs="+",
+        help="text files, folders (all files inside), or 'stdlib' (the Python standard library's source)",
+    )
     t.add_argument("--vocab-size", type=int, default=8192, help="ranks + 256 special tokens (default 8192)")
     t.add_argument("--max-bytes", type=int, default=None, help="use at most this many bytes of 'stdlib'")
     t.add_argument("--no-specials", action="store_true", help="no special tokens: all ids are ranks")

@@ -16,8 +16,9 @@ from minillama.utils import set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="minillama tooluse", description="SFT a small model to call tools "
-                                "and measure it on held-out requests.")
+    p = argparse.ArgumentParser(
+        prog="minillama tooluse", description="SFT a small model to call tools and measure it on held-out requests."
+    )
     p.add_argument("--out", required=True, help="output folder (checkpoint/, results.json)")
     p.add_argument("--init", default="fresh", help="checkpoint folder, 'fresh' (tied embeddings), or 'auto'")
     p.add_argument("--n-train", type=int, default=6000)
@@ -28,8 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25, help="print the loss every N steps (0: never)")
     p.add_argument("--eval-only", default=None, help="evaluate this checkpoint folder instead of training")
-    p.add_argument("--untied", action="store_true",
-                   help="fresh model with untied input/output embeddings (tied ones make copying easy to learn)")
+    p.add_argument(
+        "--untied",
+        action="store_true",
+        help="fresh model with untied input/output embeddings (tied ones make copying easy to learn)",
+    )
     return p
 
 
@@ -42,17 +46,30 @@ def main(argv: list[str] | None = None) -> int:
         model, cf, trainer = load_checkpoint(resolve_checkpoint(args.eval_only)), load_chat_format(), None
         model.eval()
     else:
-        model, cf, trainer = train_tool_model(args.n_train, args.steps, args.lr, args.batch_size, init=args.init,
-                                              seed=args.seed, out_dir=out, log_every=args.log_every,
-                                              model_args={"tie_word_embeddings": False} if args.untied
-                                              else None)
+        model, cf, trainer = train_tool_model(
+            args.n_train,
+            args.steps,
+            args.lr,
+            args.batch_size,
+            init=args.init,
+            seed=args.seed,
+            out_dir=out,
+            log_every=args.log_every,
+            model_args={"tie_word_embeddings": False} if args.untied else None,
+        )
     train_s = time.perf_counter() - t0
     heldout = make_tasks(args.n_eval, "heldout", seed=args.seed)
     t1 = time.perf_counter()
     metrics = evaluate_tool_use(model, cf, heldout)
-    metrics.update(train_s=train_s, eval_s=time.perf_counter() - t1, steps=args.steps, n_train=args.n_train,
-                   params=model.num_params(), final_loss=trainer.history[-1]["loss"] if trainer else None,
-                   eval_only=args.eval_only)
+    metrics.update(
+        train_s=train_s,
+        eval_s=time.perf_counter() - t1,
+        steps=args.steps,
+        n_train=args.n_train,
+        params=model.num_params(),
+        final_loss=trainer.history[-1]["loss"] if trainer else None,
+        eval_only=args.eval_only,
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(metrics, indent=2))
     for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):

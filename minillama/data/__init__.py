@@ -12,5 +12,13 @@ from minillama.data.corpus import (
     train_val_split,
 )
 
-__all__ = ["Document", "stdlib_corpus", "load_text_files", "load_corpus", "save_documents", "load_documents",
-           "corpus_summary", "train_val_split"]
+__all__ = [
+    "Document",
+    "stdlib_corpus",
+    "load_text_files",
+    "load_corpus",
+    "save_documents",
+    "load_documents",
+    "corpus_summary",
+    "train_val_split",
+]

@@ -144,19 +144,22 @@ def load_text_files(path: str | os.PathLike, source: str = "user", licence: str 
     """
     root = Path(path).expanduser()
     if not root.exists():
-        raise ValueError(f"{str(root)!r} does not exist; pass a text file or a folder of "
-                         f"{'/'.join(TEXT_SUFFIXES)} files")
+        raise ValueError(
+            f"{str(root)!r} does not exist; pass a text file or a folder of {'/'.join(TEXT_SUFFIXES)} files"
+        )
     if root.is_file():
         files, base = [root], root.parent
     else:
         files = sorted(
-            p for p in root.rglob("*")
+            p
+            for p in root.rglob("*")
             if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES and not (set(p.relative_to(root).parts) & SKIP_DIRS)
         )
         base = root
         if not files:
-            raise ValueError(f"no {'/'.join(TEXT_SUFFIXES)} files under {str(root)!r}; point --data at a folder of "
-                             "text files")
+            raise ValueError(
+                f"no {'/'.join(TEXT_SUFFIXES)} files under {str(root)!r}; point --data at a folder of text files"
+            )
     docs = []
     for p in files:
         text = p.read_bytes().decode("utf-8", errors="replace")
@@ -180,8 +183,9 @@ def corpus_summary(docs: Iterable[Document]) -> dict:
     return summary
 
 
-def train_val_split(docs: Sequence[Document], val_fraction: float = 0.05,
-                    seed: int = 0) -> tuple[list[Document], list[Document]]:
+def train_val_split(
+    docs: Sequence[Document], val_fraction: float = 0.05, seed: int = 0
+) -> tuple[list[Document], list[Document]]:
     """Split by document: no document is in both halves.
 
     The split is over distinct ``id`` values, so repeated copies of one document (e.g. after up-sampling in a data
@@ -224,11 +228,20 @@ def load_documents(path: str | os.PathLike) -> list[Document]:
                 continue
             try:
                 row = json.loads(line)
-                docs.append(Document(row["text"], row["source"], row["id"], row.get("licence", "unknown"),
-                                     row.get("kind", "prose"), row.get("meta") or {}))
+                docs.append(
+                    Document(
+                        row["text"],
+                        row["source"],
+                        row["id"],
+                        row.get("licence", "unknown"),
+                        row.get("kind", "prose"),
+                        row.get("meta") or {},
+                    )
+                )
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a document row ({e}); expected JSON with "
-                                 "text/source/id") from e
+                raise ValueError(
+                    f"{path}:{line_no}: not a document row ({e}); expected JSON with text/source/id"
+                ) from e
     return docs
 
 
@@ -274,17 +287,29 @@ def synthetic_contaminants(docs: Sequence[Document], seed: int = 0) -> list[Docu
     for i in rng.sample(words_at, max(1, len(words_at) // 100)):
         tokens[i] = "changed"
     near = make("near-copy", "".join(tokens), near_base.kind)
+
     def user() -> str:
         return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
 
-    log = "\n".join(f"ERROR GET /api/users/{user()} failed: connection to the database refused, "
-                    f"retrying the request in a few seconds, see the service logs for the details" for _ in range(200))
+    log = "\n".join(
+        f"ERROR GET /api/users/{user()} failed: connection to the database refused, "
+        f"retrying the request in a few seconds, see the service logs for the details"
+        for _ in range(200)
+    )
     spam_words = "hot xxx nude pics click here free porn sexy cams nsfw live escort".split()
-    spam = "\n".join(" ".join(rng.choice(spam_words + ["best", "site", "today", "the", "and", "now"])
-                               for _ in range(12)) for _ in range(40))
+    spam = "\n".join(
+        " ".join(rng.choice(spam_words + ["best", "site", "today", "the", "and", "now"]) for _ in range(12))
+        for _ in range(40)
+    )
     blob = base64.encodebytes(bytes(rng.getrandbits(8) for _ in range(6000))).decode("ascii")
     salad_words = rng.choice(prose).text.split()
     rng.shuffle(salad_words)
     salad = " ".join(salad_words)
-    return [exact, near, make("log-dump", log), make("spam-page", spam), make("base64-blob", blob),
-            make("word-salad", salad)]
+    return [
+        exact,
+        near,
+        make("log-dump", log),
+        make("spam-page", spam),
+        make("base64-blob", blob),
+        make("word-salad", salad),
+    ]

@@ -97,7 +97,7 @@ def shingles(text: str, n: int = 5) -> set[str]:
     words = text.lower().split()
     if len(words) < n:
         return {" ".join(words)} if words else set()
-    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
 def hash32(data: bytes) -> int:
@@ -118,8 +118,10 @@ def minhash_permutations(num_perm: int = 128, seed: int = 1) -> tuple[np.ndarray
     if num_perm < 1:
         raise ValueError(f"num_perm must be >= 1, got {num_perm}")
     rng = np.random.RandomState(seed)
-    pairs = [(rng.randint(1, MERSENNE_PRIME, dtype=np.uint64), rng.randint(0, MERSENNE_PRIME, dtype=np.uint64))
-             for _ in range(num_perm)]
+    pairs = [
+        (rng.randint(1, MERSENNE_PRIME, dtype=np.uint64), rng.randint(0, MERSENNE_PRIME, dtype=np.uint64))
+        for _ in range(num_perm)
+    ]
     a, b = np.array(pairs, dtype=np.uint64).T
     return a.copy(), b.copy()
 
@@ -185,8 +187,9 @@ def plot_s_curve(bands: int, rows: int, threshold: float | None = None, ax=None)
     return ax.figure
 
 
-def optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float = 0.5,
-                       fn_weight: float = 0.5) -> tuple[int, int]:
+def optimal_lsh_params(
+    threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
+) -> tuple[int, int]:
     """(bands, rows) with bands·rows <= num_perm minimizing the weighted false-positive area (the S-curve below
     `threshold`) plus false-negative area (1 - S-curve above it), integrated numerically."""
     if not 0.0 < threshold < 1.0:
@@ -208,7 +211,7 @@ def lsh_band_keys(signature: np.ndarray, bands: int, rows: int) -> list[bytes]:
     """The `bands` keys of one signature: band i is ``signature[i*rows:(i+1)*rows]`` as bytes."""
     if bands * rows > signature.shape[-1]:
         raise ValueError(f"bands*rows = {bands * rows} exceeds the signature length {signature.shape[-1]}")
-    return [signature[i * rows:(i + 1) * rows].tobytes() for i in range(bands)]
+    return [signature[i * rows : (i + 1) * rows].tobytes() for i in range(bands)]
 
 
 def lsh_candidate_pairs(signatures: np.ndarray, bands: int, rows: int) -> set[tuple[int, int]]:
@@ -216,7 +219,7 @@ def lsh_candidate_pairs(signatures: np.ndarray, bands: int, rows: int) -> set[tu
     pairs: set[tuple[int, int]] = set()
     for band in range(bands):
         buckets: dict[bytes, list[int]] = defaultdict(list)
-        block = np.ascontiguousarray(signatures[:, band * rows:(band + 1) * rows])
+        block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
         for i in range(len(signatures)):
             buckets[block[i].tobytes()].append(i)
         for members in buckets.values():
@@ -246,8 +249,15 @@ def _components(n: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def near_duplicate_clusters(texts: Sequence[str], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
-                            seed: int = 1, bands: int | None = None, rows: int | None = None) -> dict:
+def near_duplicate_clusters(
+    texts: Sequence[str],
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    seed: int = 1,
+    bands: int | None = None,
+    rows: int | None = None,
+) -> dict:
     """Find near-duplicates: MinHash + LSH candidates, confirmed by Jaccard of the (hashed) shingle sets.
 
     Returns ``{"clusters": [[i, j, ...], ...], "pairs": {(i, j): jaccard}, "candidates": n_candidates,
@@ -268,12 +278,18 @@ def near_duplicate_clusters(texts: Sequence[str], threshold: float = 0.8, num_pe
         sim = inter / union if union else 1.0
         if sim >= threshold:
             confirmed[(i, j)] = sim
-    return {"clusters": _components(len(texts), confirmed), "pairs": confirmed, "candidates": len(candidates),
-            "bands": bands, "rows": rows}
+    return {
+        "clusters": _components(len(texts), confirmed),
+        "pairs": confirmed,
+        "candidates": len(candidates),
+        "bands": bands,
+        "rows": rows,
+    }
 
 
-def near_dedup(docs: Sequence[Document], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5,
-               seed: int = 1) -> tuple[list[Document], StepReport]:
+def near_dedup(
+    docs: Sequence[Document], threshold: float = 0.8, num_perm: int = 128, ngram: int = 5, seed: int = 1
+) -> tuple[list[Document], StepReport]:
     """Pipeline step (paper §3.1.1 "global MinHash"): in each cluster of near-duplicates keep the first document.
 
     Report details: LSH parameters, candidate and confirmed pair counts, and ``clusters`` as lists of ids (kept
@@ -295,8 +311,13 @@ def near_dedup(docs: Sequence[Document], threshold: float = 0.8, num_perm: int =
         else:
             kept.append(doc)
     report.details.update(
-        bands=found["bands"], rows=found["rows"], num_perm=num_perm, ngram=ngram, threshold=threshold,
-        candidate_pairs=found["candidates"], confirmed_pairs=len(found["pairs"]),
+        bands=found["bands"],
+        rows=found["rows"],
+        num_perm=num_perm,
+        ngram=ngram,
+        threshold=threshold,
+        candidate_pairs=found["candidates"],
+        confirmed_pairs=len(found["pairs"]),
         clusters=[[docs[i].id for i in c] for c in found["clusters"]],
     )
     return kept, report.finish(kept)
@@ -311,8 +332,13 @@ def normalize_line(line: str) -> str:
     return _DIGITS.sub("0", " ".join(line.lower().split()))
 
 
-def line_dedup(docs: Sequence[Document], max_repeats: int = 6, bucket_size: int = 1000, seed: int = 0,
-               kinds: Sequence[str] | None = ("prose",)) -> tuple[list[Document], StepReport]:
+def line_dedup(
+    docs: Sequence[Document],
+    max_repeats: int = 6,
+    bucket_size: int = 1000,
+    seed: int = 0,
+    kinds: Sequence[str] | None = ("prose",),
+) -> tuple[list[Document], StepReport]:
     """Pipeline step (paper §3.1.1 line-level dedup): remove lines that occur more than `max_repeats` times within their
     bucket of documents. The paper: more than 6 times per bucket of 30M documents.
 
@@ -326,14 +352,15 @@ def line_dedup(docs: Sequence[Document], max_repeats: int = 6, bucket_size: int 
     """
     if max_repeats < 1 or bucket_size < 1:
         raise ValueError(f"max_repeats and bucket_size must be >= 1, got {max_repeats}, {bucket_size}")
-    report = StepReport.start("line_dedup", f"§3.1.1 line-level dedup: lines seen > {max_repeats} times per bucket",
-                              docs)
+    report = StepReport.start(
+        "line_dedup", f"§3.1.1 line-level dedup: lines seen > {max_repeats} times per bucket", docs
+    )
     eligible = [i for i, d in enumerate(docs) if kinds is None or d.kind in kinds]
     random.Random(seed).shuffle(eligible)
     new_text: dict[int, str] = {}
     lines_removed, top = 0, Counter()
     for start in range(0, len(eligible), bucket_size):
-        bucket = eligible[start:start + bucket_size]
+        bucket = eligible[start : start + bucket_size]
         counts = Counter(normalize_line(line) for i in bucket for line in docs[i].text.split("\n") if line.strip())
         repeated = {line for line, c in counts.items() if c > max_repeats}
         top.update({line: counts[line] for line in repeated})
@@ -351,6 +378,11 @@ def line_dedup(docs: Sequence[Document], max_repeats: int = 6, bucket_size: int 
             kept.append(doc.with_text(new_text[i]))
         else:
             report.remove(doc, "every line was a repeated line")
-    report.details.update(lines_removed=lines_removed, documents_edited=len(new_text), max_repeats=max_repeats,
-                          bucket_size=bucket_size, top_lines=top.most_common(10))
+    report.details.update(
+        lines_removed=lines_removed,
+        documents_edited=len(new_text),
+        max_repeats=max_repeats,
+        bucket_size=bucket_size,
+        top_lines=top.most_common(10),
+    )
     return kept, report.finish(kept)

@@ -53,18 +53,25 @@ def duplicated_ngram_coverage(text: str, n: int = 5) -> float:
     words = text.split()
     if len(words) < n:
         return 0.0
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     counts = Counter(grams)
     covered = np.zeros(len(words), dtype=bool)
     for i, gram in enumerate(grams):
         if counts[gram] > 1:
-            covered[i:i + n] = True
+            covered[i : i + n] = True
     lengths = np.array([len(w) for w in words])
     return float(lengths[covered].sum() / lengths.sum())
 
 
-def _score_step(docs: Sequence[Document], name: str, rule: str, score_fn: Callable[[Document], float],
-                threshold: float, why: Callable[[float], str], **details) -> tuple[list[Document], StepReport]:
+def _score_step(
+    docs: Sequence[Document],
+    name: str,
+    rule: str,
+    score_fn: Callable[[Document], float],
+    threshold: float,
+    why: Callable[[float], str],
+    **details,
+) -> tuple[list[Document], StepReport]:
     """A pipeline step that scores each document and drops those scoring above `threshold`.
 
     Report details: ``scores`` (id -> score), ``threshold`` and any extra `details`.
@@ -81,24 +88,53 @@ def _score_step(docs: Sequence[Document], name: str, rule: str, score_fn: Callab
     return kept, report.finish(kept)
 
 
-def ngram_coverage_filter(docs: Sequence[Document], n: int = 5, max_coverage: float = 0.8
-                          ) -> tuple[list[Document], StepReport]:
+def ngram_coverage_filter(
+    docs: Sequence[Document], n: int = 5, max_coverage: float = 0.8
+) -> tuple[list[Document], StepReport]:
     """Pipeline step: drop documents whose duplicated `n`-gram coverage exceeds `max_coverage`.
 
     Report details: ``scores`` (id -> coverage), n, threshold.
     """
-    return _score_step(docs, "ngram_coverage", f"§3.1.1 duplicated {n}-gram coverage > {max_coverage}",
-                       lambda doc: duplicated_ngram_coverage(doc.text, n), max_coverage,
-                       lambda score: f"{score:.0%} of the text is in repeated {n}-grams", n=n)
+    return _score_step(
+        docs,
+        "ngram_coverage",
+        f"§3.1.1 duplicated {n}-gram coverage > {max_coverage}",
+        lambda doc: duplicated_ngram_coverage(doc.text, n),
+        max_coverage,
+        lambda score: f"{score:.0%} of the text is in repeated {n}-grams",
+        n=n,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- dirty words
 #: A small block list of adult-site vocabulary (lower case). Real lists (e.g. the "List of Dirty, Naughty, Obscene,
 #: and Otherwise Bad Words" used for C4) are longer; pass your own with ``words=``.
-DIRTY_WORDS: frozenset[str] = frozenset({
-    "porn", "porno", "pornography", "xxx", "nsfw", "nude", "nudes", "naked", "sex", "sexy", "erotic", "hentai",
-    "escort", "escorts", "camgirl", "camgirls", "milf", "fetish", "stripper", "onlyfans", "hardcore", "playboy",
-})
+DIRTY_WORDS: frozenset[str] = frozenset(
+    {
+        "porn",
+        "porno",
+        "pornography",
+        "xxx",
+        "nsfw",
+        "nude",
+        "nudes",
+        "naked",
+        "sex",
+        "sexy",
+        "erotic",
+        "hentai",
+        "escort",
+        "escorts",
+        "camgirl",
+        "camgirls",
+        "milf",
+        "fetish",
+        "stripper",
+        "onlyfans",
+        "hardcore",
+        "playboy",
+    }
+)
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -115,16 +151,22 @@ def dirty_word_ratio(text: str, words: frozenset[str] | set[str] = DIRTY_WORDS) 
     return sum(t in words for t in tokens) / len(tokens)
 
 
-def dirty_word_filter(docs: Sequence[Document], max_ratio: float = 0.02,
-                      words: frozenset[str] | set[str] = DIRTY_WORDS) -> tuple[list[Document], StepReport]:
+def dirty_word_filter(
+    docs: Sequence[Document], max_ratio: float = 0.02, words: frozenset[str] | set[str] = DIRTY_WORDS
+) -> tuple[list[Document], StepReport]:
     """Pipeline step: drop documents where more than `max_ratio` of the words are dirty words.
 
     A ratio, not a count, so a long file whose comments say ``XXX`` a few times (a common "fix me" marker in
     the stdlib) is kept. Report details: ``scores`` (id -> ratio), threshold.
     """
-    return _score_step(docs, "dirty_words", f"§3.1.1 dirty-word ratio > {max_ratio}",
-                       lambda doc: dirty_word_ratio(doc.text, words), max_ratio,
-                       lambda score: f"{score:.1%} of the words are on the block list")
+    return _score_step(
+        docs,
+        "dirty_words",
+        f"§3.1.1 dirty-word ratio > {max_ratio}",
+        lambda doc: dirty_word_ratio(doc.text, words),
+        max_ratio,
+        lambda score: f"{score:.1%} of the words are on the block list",
+    )
 
 
 # ----------------------------------------------------------------------------------------------- token KL
@@ -136,8 +178,9 @@ def tokenize_words(text: str) -> list[str]:
     return _TOKEN.findall(text.lower())
 
 
-def token_distribution(docs: Sequence[Document], tokenize: Callable[[str], list] = tokenize_words
-                       ) -> tuple[Counter, int]:
+def token_distribution(
+    docs: Sequence[Document], tokenize: Callable[[str], list] = tokenize_words
+) -> tuple[Counter, int]:
     """Token counts over the whole corpus, and their total."""
     counts: Counter = Counter()
     for doc in docs:
@@ -164,9 +207,14 @@ def token_kl_divergence(tokens: Sequence, corpus_counts: Counter, corpus_total: 
     return kl
 
 
-def kl_filter(docs: Sequence[Document], k: float = 4.0, min_tokens: int = 200,
-              reference: Sequence[Document] | None = None, tokenize: Callable[[str], list] = tokenize_words,
-              max_kl: float | None = None) -> tuple[list[Document], StepReport]:
+def kl_filter(
+    docs: Sequence[Document],
+    k: float = 4.0,
+    min_tokens: int = 200,
+    reference: Sequence[Document] | None = None,
+    tokenize: Callable[[str], list] = tokenize_words,
+    max_kl: float | None = None,
+) -> tuple[list[Document], StepReport]:
     """Pipeline step: drop documents whose token distribution is an outlier against the corpus.
 
     The corpus distribution comes from `reference` (default: `docs` themselves). The threshold is `max_kl` nats

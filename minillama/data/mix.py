@@ -30,8 +30,9 @@ __all__ = ["LLAMA3_MIX", "group_documents", "mix_by_ratio"]
 LLAMA3_MIX = {"general": 0.50, "math_reasoning": 0.25, "code": 0.17, "multilingual": 0.08}
 
 
-def group_documents(docs: Sequence[Document],
-                    key: str | Callable[[Document], str] = "kind") -> dict[str, list[Document]]:
+def group_documents(
+    docs: Sequence[Document], key: str | Callable[[Document], str] = "kind"
+) -> dict[str, list[Document]]:
     """Group documents by an attribute name (``"kind"``, ``"source"``) or a function; groups in first-seen order."""
     get = (lambda d: getattr(d, key)) if isinstance(key, str) else key
     groups: dict[str, list[Document]] = {}
@@ -40,9 +41,14 @@ def group_documents(docs: Sequence[Document],
     return groups
 
 
-def mix_by_ratio(docs: Sequence[Document], ratios: dict[str, float], total_bytes: int | None = None, seed: int = 0,
-                 key: str | Callable[[Document], str] = "kind", allow_repeat: bool = True
-                 ) -> tuple[list[Document], StepReport]:
+def mix_by_ratio(
+    docs: Sequence[Document],
+    ratios: dict[str, float],
+    total_bytes: int | None = None,
+    seed: int = 0,
+    key: str | Callable[[Document], str] = "kind",
+    allow_repeat: bool = True,
+) -> tuple[list[Document], StepReport]:
     """Draw a mix with the given byte shares per group.
 
     ratios:       group -> share (normalized to sum to 1; a group of `docs` not named gets share 0 and is dropped).
@@ -75,8 +81,10 @@ def mix_by_ratio(docs: Sequence[Document], ratios: dict[str, float], total_bytes
     for name in sorted(shares):
         quota = shares[name] * total_bytes
         if not allow_repeat and quota > sizes[name]:
-            raise ValueError(f"group {name!r} has {sizes[name]} bytes, fewer than its share {quota:.0f}; "
-                             "lower its ratio or total_bytes, or pass allow_repeat=True")
+            raise ValueError(
+                f"group {name!r} has {sizes[name]} bytes, fewer than its share {quota:.0f}; "
+                "lower its ratio or total_bytes, or pass allow_repeat=True"
+            )
         taken, got, passes, uses = [], 0, 0, {}
         while got < quota:
             order = list(groups[name])
@@ -89,8 +97,14 @@ def mix_by_ratio(docs: Sequence[Document], ratios: dict[str, float], total_bytes
                 got += doc.bytes
                 uses[doc.id] = uses.get(doc.id, 0) + 1
         mixed.extend(taken)
-        details[name] = {"target": shares[name], "bytes": got, "documents": len(taken), "passes": passes,
-                         "max_repeats": max(uses.values(), default=0), "available_bytes": sizes[name]}
+        details[name] = {
+            "target": shares[name],
+            "bytes": got,
+            "documents": len(taken),
+            "passes": passes,
+            "max_repeats": max(uses.values(), default=0),
+            "available_bytes": sizes[name],
+        }
     total = sum(v["bytes"] for v in details.values())
     for v in details.values():
         v["share"] = v["bytes"] / total if total else 0.0

@@ -83,8 +83,10 @@ def default_pipeline(
         ("clean", partial(clean, min_chars=min_chars)),
         ("exact_dedup", dedup.exact_dedup),
         ("near_dedup", partial(dedup.near_dedup, threshold=near_dup_threshold, seed=seed + 1)),
-        ("line_dedup", partial(dedup.line_dedup, max_repeats=line_max_repeats, bucket_size=line_bucket_size,
-                               seed=seed)),
+        (
+            "line_dedup",
+            partial(dedup.line_dedup, max_repeats=line_max_repeats, bucket_size=line_bucket_size, seed=seed),
+        ),
         ("ngram_coverage", partial(filters.ngram_coverage_filter, max_coverage=max_ngram_coverage)),
         ("dirty_words", partial(filters.dirty_word_filter, max_ratio=max_dirty_ratio)),
         ("token_kl", partial(filters.kl_filter, k=kl_outlier_k)),
@@ -92,5 +94,3 @@ def default_pipeline(
     if quality_threshold is not None:
         steps.append(("quality", partial(quality_filter, threshold=quality_threshold, seed=seed)))
     return Pipeline(steps)
-
-

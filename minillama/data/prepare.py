@@ -16,8 +16,7 @@ from minillama.tokenizer import BPETokenizer, train_bpe
 __all__ = ["prepare_data", "load_tokenizer"]
 
 
-def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: int, limit_mb: float | None,
-                 seed: int):
+def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: int, limit_mb: float | None, seed: int):
     """A shard folder and tokenizer for `--data`: reused from ``out/data`` when already built."""
     if (Path(data) / "meta.json").is_file():  # already a shard folder
         folder = Path(data)

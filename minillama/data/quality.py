@@ -30,8 +30,7 @@ from minillama.data.corpus import Document
 from minillama.data.filters import tokenize_words
 from minillama.data.report import StepReport
 
-__all__ = ["DEGRADATIONS", "degrade", "build_quality_dataset", "hashed_features", "QualityClassifier",
-           "quality_filter"]
+__all__ = ["DEGRADATIONS", "degrade", "build_quality_dataset", "hashed_features", "QualityClassifier", "quality_filter"]
 
 DEGRADATIONS = ("shuffle_words", "char_noise", "repeat_line", "jumble_lines")
 
@@ -61,8 +60,9 @@ def degrade(text: str, how: str, rng: random.Random) -> str:
     raise ValueError(f"unknown degradation {how!r}; choose one of {DEGRADATIONS}")
 
 
-def build_quality_dataset(docs: Sequence[Document], n_per_class: int = 400, window_chars: int = 1500,
-                          seed: int = 0) -> tuple[list[str], np.ndarray]:
+def build_quality_dataset(
+    docs: Sequence[Document], n_per_class: int = 400, window_chars: int = 1500, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
     """A balanced labelled set: `n_per_class` real windows (label 1) and as many degraded windows (label 0, the
     degradations used in turn), drawn from `docs` with `seed`. Returns (texts, labels) in a seeded order."""
     if not docs:
@@ -72,7 +72,7 @@ def build_quality_dataset(docs: Sequence[Document], n_per_class: int = 400, wind
     def window() -> str:
         text = rng.choice(docs).text
         start = rng.randrange(max(1, len(text) - window_chars))
-        return text[start:start + window_chars]
+        return text[start : start + window_chars]
 
     good = [window() for _ in range(n_per_class)]
     bad = [degrade(window(), DEGRADATIONS[i % len(DEGRADATIONS)], rng) for i in range(n_per_class)]
@@ -92,7 +92,7 @@ def hashed_features(text: str, n_buckets: int = 2**18, ngrams: Sequence[int] = (
     counts: Counter = Counter()
     for n in ngrams:
         for i in range(len(words) - n + 1):
-            counts[zlib.crc32(" ".join(words[i:i + n]).encode("utf-8")) % n_buckets] += 1
+            counts[zlib.crc32(" ".join(words[i : i + n]).encode("utf-8")) % n_buckets] += 1
     if not counts:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     idx = np.array(sorted(counts), dtype=np.int64)
@@ -108,8 +108,7 @@ class QualityClassifier:
     Attributes after `fit`: ``weight`` (n_buckets,) and ``bias`` (a float).
     """
 
-    def __init__(self, n_buckets: int = 2**18, ngrams: Sequence[int] = (1, 2), l2: float = 1e-3,
-                 max_chars: int = 4000):
+    def __init__(self, n_buckets: int = 2**18, ngrams: Sequence[int] = (1, 2), l2: float = 1e-3, max_chars: int = 4000):
         self.n_buckets, self.ngrams, self.l2, self.max_chars = n_buckets, tuple(ngrams), l2, max_chars
         self.weight = np.zeros(n_buckets)
         self.bias = 0.0
@@ -150,8 +149,15 @@ class QualityClassifier:
         used, inv = np.unique(col, return_inverse=True)
         Xc = (row, inv, val, n)
         params = torch.zeros(len(used) + 1, dtype=torch.float64, requires_grad=True)  # [w_used..., b]
-        opt = torch.optim.LBFGS([params], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [params],
+            lr=1.0,
+            max_iter=max_iter,
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             w, b = params.detach().numpy()[:-1], float(params.detach()[-1])
@@ -172,9 +178,13 @@ class QualityClassifier:
         return 1.0 / (1.0 + np.exp(-self.logits(self.features(texts))))
 
 
-def quality_filter(docs: Sequence[Document], threshold: float = 0.5, seed: int = 0,
-                   classifier: QualityClassifier | None = None, n_per_class: int = 400
-                   ) -> tuple[list[Document], StepReport]:
+def quality_filter(
+    docs: Sequence[Document],
+    threshold: float = 0.5,
+    seed: int = 0,
+    classifier: QualityClassifier | None = None,
+    n_per_class: int = 400,
+) -> tuple[list[Document], StepReport]:
     """Pipeline step: drop documents the quality classifier scores below `threshold`.
 
     Without a `classifier`, one is trained first on `build_quality_dataset(docs, n_per_class, seed=seed)`.

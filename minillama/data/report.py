@@ -51,7 +51,7 @@ class StepReport:
         """Record that `doc` was removed, and why."""
         self.removed.append((doc.id, why))
         if len(self.examples) < MAX_EXAMPLES:
-            snippet = " ".join(doc.text[:SNIPPET_CHARS * 2].split())[:SNIPPET_CHARS]
+            snippet = " ".join(doc.text[: SNIPPET_CHARS * 2].split())[:SNIPPET_CHARS]
             self.examples.append({"id": doc.id, "why": why, "snippet": snippet})
 
     def finish(self, kept: Sequence[Document]) -> StepReport:
@@ -72,9 +72,16 @@ class StepReport:
     def to_dict(self) -> dict:
         """JSON-ready view (for ``report.json``)."""
         return {
-            "name": self.name, "reason": self.reason, "docs_in": self.docs_in, "docs_out": self.docs_out,
-            "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "seconds": round(self.seconds, 3),
-            "removed": [list(r) for r in self.removed], "examples": self.examples, "details": self.details,
+            "name": self.name,
+            "reason": self.reason,
+            "docs_in": self.docs_in,
+            "docs_out": self.docs_out,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "seconds": round(self.seconds, 3),
+            "removed": [list(r) for r in self.removed],
+            "examples": self.examples,
+            "details": self.details,
         }
 
 
@@ -101,8 +108,13 @@ def plot_reports(reports: Sequence[StepReport], ax=None):
     removed = [r.docs_removed for r in reports]
     bars = ax.bar(names, removed, color="tab:red", alpha=0.75)
     for bar, r in zip(bars, reports):
-        ax.annotate(f"{r.bytes_removed / 1e3:.0f} kB", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{r.bytes_removed / 1e3:.0f} kB",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylabel("documents removed")
     ax.set_title("What each step removed (label: bytes removed, incl. edits)")
     ax.tick_params(axis="x", rotation=30)

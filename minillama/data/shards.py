@@ -90,15 +90,17 @@ def inputs_and_targets(stream: np.ndarray, starts: Sequence[int], seq_len: int) 
     after ``inputs[r, t]``). Returns int64 tensors ``inputs (rows, seq_len)``, ``targets (rows, seq_len)``.
     """
     if any(s < 0 or s + seq_len + 1 > len(stream) for s in starts):
-        raise ValueError(f"windows of {seq_len + 1} tokens at starts {list(starts)} do not fit in a stream of "
-                         f"{len(stream)} tokens")
-    t = torch.from_numpy(np.stack([np.asarray(stream[s:s + seq_len + 1], dtype=np.int64) for s in starts]))
+        raise ValueError(
+            f"windows of {seq_len + 1} tokens at starts {list(starts)} do not fit in a stream of {len(stream)} tokens"
+        )
+    t = torch.from_numpy(np.stack([np.asarray(stream[s : s + seq_len + 1], dtype=np.int64) for s in starts]))
     return t[:, :-1], t[:, 1:]
 
 
 # ---------------------------------------------------------------------- writing
-def write_shards(stream: np.ndarray, folder: str | os.PathLike, split: str,
-                 shard_tokens: int = DEFAULT_SHARD_TOKENS) -> list[Path]:
+def write_shards(
+    stream: np.ndarray, folder: str | os.PathLike, split: str, shard_tokens: int = DEFAULT_SHARD_TOKENS
+) -> list[Path]:
     """Write a token stream as ``{split}_0000.bin, ...`` files of at most `shard_tokens` ids each."""
     if split not in ("train", "val") and not split.isidentifier():
         raise ValueError(f"split must be a simple name such as 'train' or 'val', got {split!r}")
@@ -111,7 +113,7 @@ def write_shards(stream: np.ndarray, folder: str | os.PathLike, split: str,
     for i, start in enumerate(range(0, max(len(stream), 1), shard_tokens)):
         path = folder / f"{split}_{i:04d}.bin"
         tmp = path.with_suffix(".tmp")
-        stream[start:start + shard_tokens].tofile(tmp)
+        stream[start : start + shard_tokens].tofile(tmp)
         os.replace(tmp, path)
         paths.append(path)
     return paths
@@ -124,8 +126,15 @@ def unigram_entropy(stream: np.ndarray, vocab_size: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def build_shards(docs: Sequence, tokenizer, folder: str | os.PathLike, val_fraction: float = 0.05, seed: int = 0,
-                 shard_tokens: int = DEFAULT_SHARD_TOKENS, extra_meta: dict | None = None) -> dict:
+def build_shards(
+    docs: Sequence,
+    tokenizer,
+    folder: str | os.PathLike,
+    val_fraction: float = 0.05,
+    seed: int = 0,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    extra_meta: dict | None = None,
+) -> dict:
     """Split `docs` by document (train/val), tokenize, pack with BOS/EOS, and write the shards and ``meta.json``.
 
     docs:      `minillama.data.Document`s (anything with ``.text``).
@@ -135,17 +144,28 @@ def build_shards(docs: Sequence, tokenizer, folder: str | os.PathLike, val_fract
     if not docs:
         raise ValueError("no documents to pack; check the corpus path or filters")
     train_docs, val_docs = train_val_split(docs, val_fraction=val_fraction, seed=seed)
-    meta = {"format": "minillama-shards-v1", "dtype": "uint32", "vocab_size": int(tokenizer.n_words),
-            "bos_id": int(tokenizer.bos_id), "eos_id": int(tokenizer.eos_id), "seed": seed,
-            "val_fraction": val_fraction, "splits": {}}
+    meta = {
+        "format": "minillama-shards-v1",
+        "dtype": "uint32",
+        "vocab_size": int(tokenizer.n_words),
+        "bos_id": int(tokenizer.bos_id),
+        "eos_id": int(tokenizer.eos_id),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "splits": {},
+    }
     for split, split_docs in (("train", train_docs), ("val", val_docs)):
         tokens = tokenize_documents(split_docs, tokenizer, progress_desc=f"tokenize {split}")
         stream = pack_documents(tokens, tokenizer.bos_id, tokenizer.eos_id)
         files = write_shards(stream, folder, split, shard_tokens)
         n_bytes = sum(len(getattr(d, "text", d).encode("utf-8")) for d in split_docs)
-        meta["splits"][split] = {"files": [p.name for p in files], "tokens": int(len(stream)),
-                                 "documents": len(split_docs), "bytes": n_bytes,
-                                 "doc_ids": [getattr(d, "id", str(i)) for i, d in enumerate(split_docs)]}
+        meta["splits"][split] = {
+            "files": [p.name for p in files],
+            "tokens": int(len(stream)),
+            "documents": len(split_docs),
+            "bytes": n_bytes,
+            "doc_ids": [getattr(d, "id", str(i)) for i, d in enumerate(split_docs)],
+        }
         if split == "train":
             meta["unigram_entropy"] = unigram_entropy(stream, meta["vocab_size"])
     meta.update(extra_meta or {})
@@ -161,8 +181,10 @@ def read_meta(folder: str | os.PathLike) -> dict:
     """The ``meta.json`` of a shard folder, with a clear error when the folder is not one."""
     path = Path(folder) / META
     if not path.is_file():
-        raise ValueError(f"{str(folder)!r} is not a shard folder (no {META}); build one with "
-                         f"`minillama.data.shards.build_shards` or pass a text folder / 'stdlib' to --data")
+        raise ValueError(
+            f"{str(folder)!r} is not a shard folder (no {META}); build one with "
+            f"`minillama.data.shards.build_shards` or pass a text folder / 'stdlib' to --data"
+        )
     return json.loads(path.read_text())
 
 
@@ -193,19 +215,28 @@ class ShardLoader:
     ``state_dict() == {"epoch": e, "index": i}``: window i of epoch e's permutation is next.
     """
 
-    def __init__(self, shards: str | os.PathLike | Sequence[np.ndarray], seq_len: int, split: str = "train",
-                 seed: int = 0, shuffle: bool = True):
+    def __init__(
+        self,
+        shards: str | os.PathLike | Sequence[np.ndarray],
+        seq_len: int,
+        split: str = "train",
+        seed: int = 0,
+        shuffle: bool = True,
+    ):
         if seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {seq_len}")
-        self.arrays = open_split(shards, split) if isinstance(shards, (str, os.PathLike)) else [
-            np.asarray(a) for a in shards]
+        self.arrays = (
+            open_split(shards, split) if isinstance(shards, (str, os.PathLike)) else [np.asarray(a) for a in shards]
+        )
         self.seq_len, self.seed, self.shuffle = seq_len, seed, shuffle
         # (shard, start) of every full window; windows never straddle two files.
         counts = [max(0, (len(a) - 1) // seq_len) for a in self.arrays]
         if sum(counts) == 0:
             sizes = [len(a) for a in self.arrays]
-            raise ValueError(f"shards of {sizes} tokens hold no window of seq_len + 1 = {seq_len + 1} tokens; "
-                             f"use a shorter --seq-len or more data")
+            raise ValueError(
+                f"shards of {sizes} tokens hold no window of seq_len + 1 = {seq_len + 1} tokens; "
+                f"use a shorter --seq-len or more data"
+            )
         self._shard_of = np.repeat(np.arange(len(counts)), counts)
         self._start_of = np.concatenate([np.arange(c) * seq_len for c in counts])
         self.n_windows = int(sum(counts))
@@ -220,7 +251,7 @@ class ShardLoader:
     def window(self, w: int) -> np.ndarray:
         """The ``seq_len + 1`` tokens of window `w`."""
         s = self._start_of[w]
-        return self.arrays[self._shard_of[w]][s:s + self.seq_len + 1]
+        return self.arrays[self._shard_of[w]][s : s + self.seq_len + 1]
 
     def next_batch(self, rows: int) -> tuple[Tensor, Tensor]:
         """The next `rows` windows as int64 tensors ``inputs (rows, seq_len)``, ``targets (rows, seq_len)``."""
@@ -246,8 +277,10 @@ class ShardLoader:
     def load_state_dict(self, state: dict) -> None:
         epoch, index = int(state["epoch"]), int(state["index"])
         if not 0 <= index <= self.n_windows:
-            raise ValueError(f"loader state index {index} is outside 0..{self.n_windows}; was the checkpoint made "
-                             f"with other data or another seq_len?")
+            raise ValueError(
+                f"loader state index {index} is outside 0..{self.n_windows}; was the checkpoint made "
+                f"with other data or another seq_len?"
+            )
         self.epoch, self.index = epoch, index
         self._order = self._permutation(epoch)
 

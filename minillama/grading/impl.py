@@ -91,7 +91,7 @@ def tests_dir() -> Path:
 def chapters() -> list[str]:
     """Chapters that have exercise tests, in order."""
     folder = tests_dir()
-    return sorted(p.stem[len("test_"):] for p in folder.glob("test_ch*.py"))
+    return sorted(p.stem[len("test_") :] for p in folder.glob("test_ch*.py"))
 
 
 def resolve_chapters(names: list[str] | None) -> list[str]:

@@ -38,8 +38,9 @@ def pytest_addoption(parser):
     group.addoption("--impl", default="reference", help="implementation the exercise tests grade")
     group.addoption("--grade-fd", type=int, default=None, help="write one JSON line per graded test to this fd")
     group.addoption("--grade-timeout", type=float, default=None, help="seconds a test's calls may take")
-    group.addoption("--grade-budget-deadline", type=float, default=None, help="time.time() after which tests "
-                                                                             "are not run")
+    group.addoption(
+        "--grade-budget-deadline", type=float, default=None, help="time.time() after which tests are not run"
+    )
 
 
 def pytest_configure(config):
@@ -98,9 +99,13 @@ def _load_spec(chapter: str, spec: str) -> tuple[tuple, dict]:
         path = exercise_file(chapter, folder)
         if not path.exists():
             raise FileNotFoundError(f"no exercise file {path}")
-        _sources[key] = {"kind": "learner", "module": f"learner_{chapter}", "filename": str(path),
-                         "source": path.read_text(encoding="utf-8", errors="replace"),
-                         "answer_key": list(answer_key(chapter))}
+        _sources[key] = {
+            "kind": "learner",
+            "module": f"learner_{chapter}",
+            "filename": str(path),
+            "source": path.read_text(encoding="utf-8", errors="replace"),
+            "answer_key": list(answer_key(chapter)),
+        }
     return key, _sources[key]
 
 
@@ -120,7 +125,7 @@ def _record(config, payload: dict) -> None:
         return
     data = (json.dumps(payload) + "\n").encode()
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _item_info(item) -> dict | None:
@@ -128,9 +133,14 @@ def _item_info(item) -> dict | None:
     if marker is None or _chapter(item.module) is None:
         return None
     spec = item.callspec.params.get("impl_spec") if hasattr(item, "callspec") else None
-    return {"nodeid": item.nodeid, "chapter": _chapter(item.module), "test": item.name,
-            "doc": " ".join((item.function.__doc__ or "").split()), "impl": spec or item.config.getoption("--impl"),
-            "points": float(marker.args[0] if marker.args else 1)}
+    return {
+        "nodeid": item.nodeid,
+        "chapter": _chapter(item.module),
+        "test": item.name,
+        "doc": " ".join((item.function.__doc__ or "").split()),
+        "impl": spec or item.config.getoption("--impl"),
+        "points": float(marker.args[0] if marker.args else 1),
+    }
 
 
 def pytest_collection_finish(session):
@@ -212,8 +222,13 @@ def pytest_runtest_makereport(item, call):
             report.outcome = "failed"
             report.longrepr = f"the code printed {printed / 1e6:.1f} MB (limit {MAX_OUTPUT_BYTES / 1e6:.0f} MB)"
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        _record(item.config, {
-            "event": "result", **info, "passed": bool(report.passed),
-            "reason": report.longrepr if isinstance(report.longrepr, str) else _short_reason(report, info["doc"]),
-            "duration": report.duration,
-        })
+        _record(
+            item.config,
+            {
+                "event": "result",
+                **info,
+                "passed": bool(report.passed),
+                "reason": report.longrepr if isinstance(report.longrepr, str) else _short_reason(report, info["doc"]),
+                "duration": report.duration,
+            },
+        )

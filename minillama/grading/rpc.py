@@ -114,8 +114,7 @@ def _reap(pid: int) -> None:
         pass
 
 
-def kill_tree(roots: list[int], include_roots: bool = True, exclude: set[int] = frozenset(),
-              rounds: int = 50) -> None:
+def kill_tree(roots: list[int], include_roots: bool = True, exclude: set[int] = frozenset(), rounds: int = 50) -> None:
     """SIGKILL the roots and all their descendants, again until none is left (a process may fork while we look)."""
     killed_roots = False
     for _ in range(rounds):
@@ -193,8 +192,20 @@ class DecodeError(ValueError):
     """A worker's message that is not plain data."""
 
 
-TORCH_DTYPES = ("float64", "float32", "float16", "bfloat16", "complex64", "complex128", "int64", "int32", "int16",
-                "int8", "uint8", "bool")
+TORCH_DTYPES = (
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "complex64",
+    "complex128",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
 
 
 def pack_message(tree, blobs: list[bytes]) -> bytes:
@@ -210,7 +221,7 @@ def unpack_message(payload: bytes) -> tuple[object, list[memoryview]]:
     view = memoryview(payload)
     try:
         (n,) = struct.unpack_from("<I", view, 0)
-        tree = json.loads(bytes(view[4:4 + n]))
+        tree = json.loads(bytes(view[4 : 4 + n]))
         pos = 4 + n
         (count,) = struct.unpack_from("<I", view, pos)
         pos += 4
@@ -220,7 +231,7 @@ def unpack_message(payload: bytes) -> tuple[object, list[memoryview]]:
             pos += 8
             if pos + m > len(view):
                 raise DecodeError("a truncated message")
-            blobs.append(view[pos:pos + m])
+            blobs.append(view[pos : pos + m])
             pos += m
     except (struct.error, ValueError, RecursionError) as e:
         raise DecodeError(f"a malformed message ({e})") from None
@@ -548,9 +559,16 @@ class Worker:
         self.output = open(self.output_path, "ab+")  # noqa: SIM115 - lives as long as the worker
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MINILLAMA_GRADE"))}
         env.update(OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        self.proc = _popen([sys.executable, "-m", "minillama.grading.worker", str(os.getpid()), str(MEMORY_LIMIT_GB)],
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.output, close_fds=True,
-                           start_new_session=True, env=env, cwd=os.getcwd())
+        self.proc = _popen(
+            [sys.executable, "-m", "minillama.grading.worker", str(os.getpid()), str(MEMORY_LIMIT_GB)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.output,
+            close_fds=True,
+            start_new_session=True,
+            env=env,
+            cwd=os.getcwd(),
+        )
         self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         os.set_blocking(self.wfd, False)
         os.set_blocking(self.rfd, False)

@@ -109,8 +109,9 @@ def _supervising():
 _CLI = False  # set by main(): the grader process is ours alone, so it stays hardened
 
 
-def run_tests(chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S, log=None,
-              budget: float = TOTAL_BUDGET_S) -> list[dict]:
+def run_tests(
+    chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S, log=None, budget: float = TOTAL_BUDGET_S
+) -> list[dict]:
     """Run the chapters' tests against `impl` in a child pytest; return one result dict per test."""
     files = [str(_test_file(c)) for c in chapters]
     t0 = time.time()
@@ -119,22 +120,59 @@ def run_tests(chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S,
     results: dict[str, dict] = {}
     with _supervising(), tempfile.TemporaryDirectory(prefix="minillama-grade-") as tmp:
         rfd, wfd = os.pipe()
-        cmd = [sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-               "-o", "addopts=", "-p", "minillama.grading.plugin", "-p", "pytest_timeout", "--noconftest",
-               "--confcutdir", str(tests_dir()), "--impl", impl, "--grade-fd", str(wfd),
-               f"--grade-timeout={timeout}", f"--grade-budget-deadline={budget_deadline}",
-               f"--timeout={timeout + WATCHDOG_SLACK_S // 2}", "--timeout-method=signal", "-W", "ignore",
-               "--rootdir", str(repo_root()), "-c", os.devnull]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            *files,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-o",
+            "addopts=",
+            "-p",
+            "minillama.grading.plugin",
+            "-p",
+            "pytest_timeout",
+            "--noconftest",
+            "--confcutdir",
+            str(tests_dir()),
+            "--impl",
+            impl,
+            "--grade-fd",
+            str(wfd),
+            f"--grade-timeout={timeout}",
+            f"--grade-budget-deadline={budget_deadline}",
+            f"--timeout={timeout + WATCHDOG_SLACK_S // 2}",
+            "--timeout-method=signal",
+            "-W",
+            "ignore",
+            "--rootdir",
+            str(repo_root()),
+            "-c",
+            os.devnull,
+        ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_ADDOPTS", "PYTEST_PLUGINS"))}
-        env.update(OMP_NUM_THREADS="1", MINILLAMA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1",
-                   PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
+        env.update(
+            OMP_NUM_THREADS="1", MINILLAMA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1"
+        )
         for k, v in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
             env.setdefault(k, v)  # what the repository's conftest.py set, which --noconftest no longer loads
         events = _Events(rfd)
         try:
             with open(Path(tmp) / "pytest.log", "ab") as out:
-                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, cwd=os.getcwd(), start_new_session=True, pass_fds=(wfd,))
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=os.getcwd(),
+                    start_new_session=True,
+                    pass_fds=(wfd,),
+                )
                 os.close(wfd)
                 try:
                     killed = _watch(proc, events, timeout + WATCHDOG_SLACK_S, budget_deadline + WATCHDOG_SLACK_S)
@@ -157,21 +195,36 @@ def run_tests(chapters: list[str], impl: str, timeout: int = PER_TEST_TIMEOUT_S,
         # the learner's code), and a restart would collect test files the learner's code may have rewritten.
         hung = [n for n in started if n not in results]
         if hung:
-            why = ("took too long and was stopped" if killed else
-                   f"crashed the test process (exit code {proc.returncode})")
-            results[hung[-1]] = {"event": "result", "nodeid": hung[-1], "passed": False, "points": None,
-                                 "reason": why, "impl": impl, "chapter": None, "test": None, "doc": ""}
+            why = (
+                "took too long and was stopped" if killed else f"crashed the test process (exit code {proc.returncode})"
+            )
+            results[hung[-1]] = {
+                "event": "result",
+                "nodeid": hung[-1],
+                "passed": False,
+                "points": None,
+                "reason": why,
+                "impl": impl,
+                "chapter": None,
+                "test": None,
+                "doc": "",
+            }
         if (proc.returncode not in (0, 1, 5) or killed) and not hung and log:
-            log(f"pytest exited with code {proc.returncode}; see the log below\n"
-                + (Path(tmp) / "pytest.log").read_text(errors="replace")[-3000:])
+            log(
+                f"pytest exited with code {proc.returncode}; see the log below\n"
+                + (Path(tmp) / "pytest.log").read_text(errors="replace")[-3000:]
+            )
     out = []
     for nodeid, r in results.items():
         info = collected.get(nodeid, {})
         out.append({**info, **{k: v for k, v in r.items() if v is not None}, "event": "result"})
     for nodeid, info in collected.items():
         if nodeid not in results:
-            why = NOT_RUN_BUDGET if time.time() >= budget_deadline else (
-                f"not run (the test process stopped, exit code {proc.returncode})")
+            why = (
+                NOT_RUN_BUDGET
+                if time.time() >= budget_deadline
+                else (f"not run (the test process stopped, exit code {proc.returncode})")
+            )
             out.append({**info, "event": "result", "passed": False, "reason": why, "duration": 0.0})
     _fill_unknown_points(out)
     return out
@@ -205,7 +258,7 @@ def _fill_unknown_points(results: list[dict]) -> None:
     for r in results:
         if r.get("points") is None:
             path, _, rest = r["nodeid"].partition("::")
-            r["chapter"] = Path(path).stem[len("test_"):]
+            r["chapter"] = Path(path).stem[len("test_") :]
             r["test"] = rest  # keeps a parametrized test's id
             r["points"] = _points_of(r["chapter"], rest.split("[")[0])
         r.setdefault("doc", "")
@@ -239,8 +292,10 @@ def score_table(results: list[dict]) -> str:
             ch_got += pts if r["passed"] else 0
             name = f"{chapter.split('_')[0]}::{r['test']}"
             score = f"{pts if r['passed'] else 0:g}/{pts:g}"
-            lines.append(f"{name[:width]:<{width}} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
-                         f"{'' if r['passed'] else r['reason'][:90]}")
+            lines.append(
+                f"{name[:width]:<{width}} {score:>8}  {'pass' if r['passed'] else 'FAIL':<6}  "
+                f"{'' if r['passed'] else r['reason'][:90]}"
+            )
         if len(by_chapter) > 1:
             lines.append(f"{'  ' + chapter + ' subtotal':<{width}} {f'{ch_got:g}/{ch_total:g}':>8}")
         total, got = total + ch_total, got + ch_got
@@ -252,18 +307,36 @@ def score_table(results: list[dict]) -> str:
 def gradescope_json(results: list[dict], seconds: float) -> dict:
     tests = []
     for i, r in enumerate(sorted(results, key=lambda r: r["nodeid"]), 1):
-        tests.append({"name": f"{r['chapter']}::{r['test']}", "number": str(i),
-                      "score": r["points"] if r["passed"] else 0.0, "max_score": r["points"],
-                      "status": "passed" if r["passed"] else "failed",
-                      "output": r["doc"] + ("" if r["passed"] else f"\n{r['reason']}"),
-                      "tags": [r["chapter"]], "visibility": "visible"})
-    return {"score": sum(t["score"] for t in tests), "execution_time": round(seconds, 2),
-            "output": f"{sum(t['status'] == 'passed' for t in tests)}/{len(tests)} tests passed",
-            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+        tests.append(
+            {
+                "name": f"{r['chapter']}::{r['test']}",
+                "number": str(i),
+                "score": r["points"] if r["passed"] else 0.0,
+                "max_score": r["points"],
+                "status": "passed" if r["passed"] else "failed",
+                "output": r["doc"] + ("" if r["passed"] else f"\n{r['reason']}"),
+                "tags": [r["chapter"]],
+                "visibility": "visible",
+            }
+        )
+    return {
+        "score": sum(t["score"] for t in tests),
+        "execution_time": round(seconds, 2),
+        "output": f"{sum(t['status'] == 'passed' for t in tests)}/{len(tests)} tests passed",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+    }
 
 
-def grade(chapters: list[str] | None = None, exercises: str | None = None, results_json: str | None = "results.json",
-          quiet: bool = False, timeout: int = PER_TEST_TIMEOUT_S, budget: float = TOTAL_BUDGET_S) -> dict:
+def grade(
+    chapters: list[str] | None = None,
+    exercises: str | None = None,
+    results_json: str | None = "results.json",
+    quiet: bool = False,
+    timeout: int = PER_TEST_TIMEOUT_S,
+    budget: float = TOTAL_BUDGET_S,
+) -> dict:
     """Grade the learner's exercises; print the table; write results.json; return the Gradescope dict."""
     names = resolve_chapters(chapters)
     folder = Path(exercises or Path.cwd() / "exercises").resolve()
@@ -350,10 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exercises", default=None, help="folder with your chNN_*.py files (default: ./exercises)")
     ap.add_argument("--results", default="results.json", help="where to write Gradescope's results.json")
     ap.add_argument("--timeout", type=int, default=PER_TEST_TIMEOUT_S, help="seconds a test may run")
-    ap.add_argument("--budget", type=float, default=TOTAL_BUDGET_S, help="seconds the whole run may take; tests "
-                                                                         "not reached by then score 0")
-    ap.add_argument("--self-check", action="store_true", help="check the tests: reference 100%%, stubs 0, "
-                                                              "every mutant caught")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=TOTAL_BUDGET_S,
+        help="seconds the whole run may take; tests not reached by then score 0",
+    )
+    ap.add_argument(
+        "--self-check", action="store_true", help="check the tests: reference 100%%, stubs 0, every mutant caught"
+    )
     a = ap.parse_args(argv)
     global _CLI
     _CLI = True

@@ -75,8 +75,11 @@ def _drop_capabilities() -> None:
             _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
         class Data(ctypes.Structure):
-            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                        ("inheritable", ctypes.c_uint32)]
+            _fields_ = [
+                ("effective", ctypes.c_uint32),
+                ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32),
+            ]
 
         header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, all zero
         if libc.capset(ctypes.byref(header), data) != 0:
@@ -164,7 +167,6 @@ def block_answer_key(answer_key) -> None:
 def encode(obj, refs: dict[int, int], blobs: list[bytes], depth: int = 0, top: bool = False):
     """A JSON tree for `obj` (tensors and arrays as blobs); objects in `refs` by reference; TypeError otherwise."""
 
-
     if depth > 150:
         raise TypeError("a value nested too deeply")
     if not top and id(obj) in refs:
@@ -217,8 +219,10 @@ def encode(obj, refs: dict[int, int], blobs: list[bytes], depth: int = 0, top: b
         tag = "C" if isinstance(obj, collections.Counter) else "O" if isinstance(obj, collections.OrderedDict) else "d"
         return [tag, [[encode(k, refs, blobs, d), encode(v, refs, blobs, d)] for k, v in obj.items()]]
     t = type(obj)
-    raise TypeError(f"returned an object of type {t.__module__}.{t.__qualname__}; exercises must return plain "
-                    "values (numbers, strings, lists, tuples, dicts, sets, tensors, numpy arrays)")
+    raise TypeError(
+        f"returned an object of type {t.__module__}.{t.__qualname__}; exercises must return plain "
+        "values (numbers, strings, lists, tuples, dicts, sets, tensors, numpy arrays)"
+    )
 
 
 # ---------------------------------------------------------------------- the channel
@@ -237,6 +241,7 @@ class Channel:
 
 class Callback:
     """Stands for a callable of the test's (a function, a scripted model, ch08's all_reduce): calls run there."""
+
     def __init__(self, worker: Worker, idx: int):
         self._worker, self._idx = worker, idx
 
@@ -312,7 +317,6 @@ class Worker:
             return self.learner
         key = tuple(ns)
         if key not in self.namespaces:
-
             self.namespaces[key] = load_impl(*key)
         return self.namespaces[key]
 
@@ -391,8 +395,11 @@ def _changed(h, snap) -> bool:
         return len(h) != len(snap) or any(a is not b for a, b in zip(h, snap))
     if isinstance(h, dict):
         keys, values = snap
-        return len(h) != len(keys) or any(a is not b for a, b in zip(h.keys(), keys)) or any(
-            a is not b for a, b in zip(h.values(), values))
+        return (
+            len(h) != len(keys)
+            or any(a is not b for a, b in zip(h.keys(), keys))
+            or any(a is not b for a, b in zip(h.values(), values))
+        )
     if isinstance(h, set):
         return len(h) != len(snap) or {id(x) for x in h} != {id(x) for x in snap}
     if isinstance(h, torch.Tensor):

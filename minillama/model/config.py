@@ -87,8 +87,16 @@ class ModelArgs:
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
         """Raise a ValueError that says what to change when the fields do not describe a valid model."""
-        for name in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len",
-                     "max_batch_size"):
+        for name in (
+            "dim",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "vocab_size",
+            "multiple_of",
+            "max_seq_len",
+            "max_batch_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -108,8 +116,9 @@ class ModelArgs:
                 f"head_dim = dim / n_heads = {self.head_dim} is odd; rotary embeddings rotate pairs of "
                 f"channels, so make dim / n_heads even"
             )
-        if self.intermediate_size is not None and (not isinstance(self.intermediate_size, int)
-                                                   or self.intermediate_size <= 0):
+        if self.intermediate_size is not None and (
+            not isinstance(self.intermediate_size, int) or self.intermediate_size <= 0
+        ):
             raise ValueError(f"intermediate_size must be a positive integer or None, got {self.intermediate_size!r}")
         if self.ffn_dim_multiplier is not None and self.ffn_dim_multiplier <= 0:
             raise ValueError(f"ffn_dim_multiplier must be positive or None, got {self.ffn_dim_multiplier}")
@@ -158,16 +167,40 @@ def _nearby_divisors(n: int, near: int) -> list[int]:
 
 
 def _llama(dim, n_layers, n_heads, mult, multiple_of, factor=8.0, tied=False, max_seq_len=131072):
-    return ModelArgs(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=8, vocab_size=128256,
-                     multiple_of=multiple_of, ffn_dim_multiplier=mult, norm_eps=1e-5, rope_theta=500000.0,
-                     use_scaled_rope=True, rope_scaling=RopeScaling(factor=factor), max_seq_len=max_seq_len,
-                     max_batch_size=1, tie_word_embeddings=tied)
+    return ModelArgs(
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=8,
+        vocab_size=128256,
+        multiple_of=multiple_of,
+        ffn_dim_multiplier=mult,
+        norm_eps=1e-5,
+        rope_theta=500000.0,
+        use_scaled_rope=True,
+        rope_scaling=RopeScaling(factor=factor),
+        max_seq_len=max_seq_len,
+        max_batch_size=1,
+        tie_word_embeddings=tied,
+    )
 
 
 def _small(dim, n_layers, n_heads, n_kv_heads, vocab_size=8192, max_seq_len=512):
-    return ModelArgs(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads, vocab_size=vocab_size,
-                     multiple_of=32, ffn_dim_multiplier=None, norm_eps=1e-5, rope_theta=500000.0,
-                     use_scaled_rope=False, max_seq_len=max_seq_len, max_batch_size=16, tie_word_embeddings=True)
+    return ModelArgs(
+        dim=dim,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        vocab_size=vocab_size,
+        multiple_of=32,
+        ffn_dim_multiplier=None,
+        norm_eps=1e-5,
+        rope_theta=500000.0,
+        use_scaled_rope=False,
+        max_seq_len=max_seq_len,
+        max_batch_size=16,
+        tie_word_embeddings=True,
+    )
 
 
 #: The herd (paper Table 3) and models small enough for a laptop CPU.

@@ -13,8 +13,15 @@ from torch import Tensor, nn
 class KVCache(nn.Module):
     """A preallocated cache for one attention layer."""
 
-    def __init__(self, max_batch_size: int, max_seq_len: int, n_kv_heads: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        max_batch_size: int,
+        max_seq_len: int,
+        n_kv_heads: int,
+        head_dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ):
         super().__init__()
         shape = (max_batch_size, max_seq_len, n_kv_heads, head_dim)
         self.register_buffer("cache_k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
@@ -28,14 +35,17 @@ class KVCache(nn.Module):
         b, s = k.shape[:2]
         max_b, max_s = self.cache_k.shape[:2]
         if b > max_b or start_pos + s > max_s:
-            raise ValueError(f"KV cache holds {max_b} rows x {max_s} positions; asked for {b} rows up to "
-                             f"position {start_pos + s}. Call setup_cache with a larger size.")
-        self.cache_k[:b, start_pos:start_pos + s] = k
-        self.cache_v[:b, start_pos:start_pos + s] = v
-        return self.cache_k[:b, :start_pos + s], self.cache_v[:b, :start_pos + s]
+            raise ValueError(
+                f"KV cache holds {max_b} rows x {max_s} positions; asked for {b} rows up to "
+                f"position {start_pos + s}. Call setup_cache with a larger size."
+            )
+        self.cache_k[:b, start_pos : start_pos + s] = k
+        self.cache_v[:b, start_pos : start_pos + s] = v
+        return self.cache_k[:b, : start_pos + s], self.cache_v[:b, : start_pos + s]
 
 
-def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                   bytes_per_element: int = 2) -> int:
+def kv_cache_bytes(
+    n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, bytes_per_element: int = 2
+) -> int:
     """Bytes of K and V for `seq_len` tokens: 2 · layers · kv_heads · head_dim · bytes, per token (bf16: 2 bytes)."""
     return 2 * n_layers * n_kv_heads * head_dim * bytes_per_element * seq_len * batch

@@ -82,8 +82,14 @@ class Attention(nn.Module):
             raise ValueError("start_pos > 0 needs a KV cache: call model.setup_cache(...) first")
         q, k, v = (rearrange(t, "b s h e -> b h s e") for t in (q, k, v))
         # enable_gqa lets query head j read key/value head j // r without materialising r copies of K and V.
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and q.shape[2] > 1,
-                                             enable_gqa=self.n_heads != self.n_kv_heads)
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=mask is None and q.shape[2] > 1,
+            enable_gqa=self.n_heads != self.n_kv_heads,
+        )
         return self.wo(rearrange(out, "b h s e -> b s (h e)"))
 
 
@@ -124,12 +130,15 @@ class Transformer(nn.Module):
         if positions is not None:
             return self.freqs_cis[positions.to(self.freqs_cis.device)]
         if start_pos + seq_len > self.freqs_cis.shape[0]:
-            raise ValueError(f"positions up to {start_pos + seq_len} exceed the RoPE table "
-                             f"({self.freqs_cis.shape[0]}); raise ModelArgs.max_seq_len")
-        return self.freqs_cis[start_pos:start_pos + seq_len]
+            raise ValueError(
+                f"positions up to {start_pos + seq_len} exceed the RoPE table "
+                f"({self.freqs_cis.shape[0]}); raise ModelArgs.max_seq_len"
+            )
+        return self.freqs_cis[start_pos : start_pos + seq_len]
 
-    def hidden_states(self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None,
-                      positions: Tensor | None = None) -> Tensor:
+    def hidden_states(
+        self, tokens: Tensor, start_pos: int = 0, mask: Tensor | None = None, positions: Tensor | None = None
+    ) -> Tensor:
         """tokens (b, s) at positions start_pos.. (or at `positions` (s,)) -> final-normed hidden states (b, s, d).
 
         `mask` (bool, broadcastable to (b, h, s, t), True = may attend) replaces the causal default, e.g. a
@@ -151,15 +160,17 @@ class Transformer(nn.Module):
         return logits if logits.dtype == torch.float64 else logits.float()
 
     # ------------------------------------------------------------------ KV cache
-    def setup_cache(self, max_batch_size: int | None = None, max_seq_len: int | None = None,
-                    dtype: torch.dtype | None = None) -> None:
+    def setup_cache(
+        self, max_batch_size: int | None = None, max_seq_len: int | None = None, dtype: torch.dtype | None = None
+    ) -> None:
         """Give every attention layer an empty cache of (max_batch_size, max_seq_len) positions."""
         batch = max_batch_size or self.args.max_batch_size
         seq = max_seq_len or self.args.max_seq_len
         ref = self.tok_embeddings.weight
         for layer in self.layers:
-            layer.attention.cache = KVCache(batch, seq, self.args.n_kv_heads, self.args.head_dim,
-                                            dtype=dtype or ref.dtype, device=ref.device)
+            layer.attention.cache = KVCache(
+                batch, seq, self.args.n_kv_heads, self.args.head_dim, dtype=dtype or ref.dtype, device=ref.device
+            )
 
     def reset_cache(self) -> None:
         """Drop the caches (training and plain forwards run without one)."""

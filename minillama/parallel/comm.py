@@ -76,6 +76,7 @@ def count_bytes():
             sent.bytes[name] += rule(_n(kwargs), _nbytes(tensor), args, kwargs)
             sent.calls[name] += 1
             return fn(*args, **kwargs)
+
         return counted
 
     try:

@@ -93,8 +93,9 @@ def model_flops_per_token(a: ModelArgs, seq_len: int) -> float:
     return 6 * total_params(a) + 12 * a.n_layers * a.dim * seq_len
 
 
-def activation_bytes_per_token_layer(a: ModelArgs, tp: int = 1, cp: int = 1, bytes_per: int = 2,
-                                     sequence_parallel: bool = False) -> float:
+def activation_bytes_per_token_layer(
+    a: ModelArgs, tp: int = 1, cp: int = 1, bytes_per: int = 2, sequence_parallel: bool = False
+) -> float:
     """Saved activations of one block for one (local) token, BF16, no recomputation (see module docstring).
     With Megatron's sequence parallelism the 4d replicated activations are split over TP as well."""
     d, kv_e, f = a.dim, a.n_kv_heads * a.head_dim, a.ffn_hidden_dim
@@ -103,21 +104,33 @@ def activation_bytes_per_token_layer(a: ModelArgs, tp: int = 1, cp: int = 1, byt
     return bytes_per * (local + gathered_kv)
 
 
-def memory_per_gpu(a: ModelArgs, lay: Layout, virtual_stages: int = 1,
-                   sequence_parallel: bool = False) -> dict[str, float]:
+def memory_per_gpu(
+    a: ModelArgs, lay: Layout, virtual_stages: int = 1, sequence_parallel: bool = False
+) -> dict[str, float]:
     """Bytes on the busiest GPU: BF16 weights, FP32 gradients, sharded optimizer state, activations in flight."""
     p = params_per_gpu(a, lay.tp, lay.pp)
     shard = lay.dp * lay.cp  # ranks holding the same weights
     tokens = lay.seq_len // lay.cp  # per micro-batch on this GPU
     n_stages = lay.pp * virtual_stages
     layers_per_chunk = (a.n_layers + 2) / n_stages
-    sched = (one_f_one_b(lay.pp, lay.batch_per_dp) if virtual_stages == 1
-             else interleaved(lay.pp, lay.batch_per_dp, virtual_stages))
+    sched = (
+        one_f_one_b(lay.pp, lay.batch_per_dp)
+        if virtual_stages == 1
+        else interleaved(lay.pp, lay.batch_per_dp, virtual_stages)
+    )
     in_flight_chunks = simulate(sched).peak_in_flight[0]
-    act = in_flight_chunks * layers_per_chunk * tokens * activation_bytes_per_token_layer(a, lay.tp, lay.cp,
-                                                                                    sequence_parallel=sequence_parallel)
-    out = {"weights (bf16, gathered)": 2 * p, "gradients (fp32 accumulation)": 4 * p,
-           "optimizer (fp32 master + Adam m, v; sharded)": 12 * p / shard, "activations (in flight)": act}
+    act = (
+        in_flight_chunks
+        * layers_per_chunk
+        * tokens
+        * activation_bytes_per_token_layer(a, lay.tp, lay.cp, sequence_parallel=sequence_parallel)
+    )
+    out = {
+        "weights (bf16, gathered)": 2 * p,
+        "gradients (fp32 accumulation)": 4 * p,
+        "optimizer (fp32 master + Adam m, v; sharded)": 12 * p / shard,
+        "activations (in flight)": act,
+    }
     out["total"] = sum(out.values())
     return out
 
@@ -144,9 +157,11 @@ def comm_per_gpu(a: ModelArgs, lay: Layout, virtual_stages: int = 1, bytes_per: 
 def table4_check(lay: Layout, printed_dp: int | None = None) -> dict[str, float]:
     """What the row's own numbers imply: GPUs from the mesh, tokens per batch, the peak FLOP/s behind the MFU."""
     dp = printed_dp or lay.dp
-    return {"gpus = tp·cp·pp·dp": lay.tp * lay.cp * lay.pp * dp,
-            "tokens = dp·batch·seq": dp * lay.batch_per_dp * lay.seq_len,
-            "implied peak TFLOP/s = TFLOPs / MFU": lay.tflops_per_gpu / lay.mfu}
+    return {
+        "gpus = tp·cp·pp·dp": lay.tp * lay.cp * lay.pp * dp,
+        "tokens = dp·batch·seq": dp * lay.batch_per_dp * lay.seq_len,
+        "implied peak TFLOP/s = TFLOPs / MFU": lay.tflops_per_gpu / lay.mfu,
+    }
 
 
 def step_time(a: ModelArgs, lay: Layout) -> float:
@@ -162,9 +177,15 @@ def cost_rows(preset: str = "llama3.1-405b", virtual_stages: int = 1, sequence_p
     for lay in TABLE4:
         mem = memory_per_gpu(a, lay, virtual_stages, sequence_parallel)
         comm = comm_per_gpu(a, lay, virtual_stages)
-        rows.append({"layout": lay.name, **{f"mem {k}": v / GiB for k, v in mem.items()},
-                     **{f"comm {k}": v / GiB for k, v in comm.items()}, "bubble": (lay.pp - 1) /
-                     (virtual_stages * lay.batch_per_dp), "step s (implied)": step_time(a, lay)})
+        rows.append(
+            {
+                "layout": lay.name,
+                **{f"mem {k}": v / GiB for k, v in mem.items()},
+                **{f"comm {k}": v / GiB for k, v in comm.items()},
+                "bubble": (lay.pp - 1) / (virtual_stages * lay.batch_per_dp),
+                "step s (implied)": step_time(a, lay),
+            }
+        )
     return rows
 
 
@@ -183,15 +204,18 @@ def plot_cp_balance(seq_len: int = 64, cp: int = 4, ax=None):
     # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
-    fig, ax = (plt.subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax))
+    fig, ax = plt.subplots(figsize=(6, 3)) if ax is None else (ax.figure, ax)
     plain, llama = cp_attention_work(seq_len, cp, False), cp_attention_work(seq_len, cp, True)
     xs = range(cp)
     ax.bar([x - 0.2 for x in xs], plain, width=0.4, label="contiguous: rank r holds piece r")
     ax.bar([x + 0.2 for x in xs], llama, width=0.4, label="Llama 3: chunks i and 2·CP−1−i")
     ax.set_xticks(list(xs), [f"CP rank {r}" for r in xs])
     ax.set_ylabel("query-key pairs (causal)")
-    ax.set_title(f"attention work per rank, sequence {seq_len}, CP={cp}: max/mean "
-                 f"{max(plain) / (sum(plain) / cp):.2f} vs {max(llama) / (sum(llama) / cp):.2f}", fontsize=9)
+    ax.set_title(
+        f"attention work per rank, sequence {seq_len}, CP={cp}: max/mean "
+        f"{max(plain) / (sum(plain) / cp):.2f} vs {max(llama) / (sum(llama) / cp):.2f}",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     return fig
 
@@ -202,12 +226,12 @@ def plot_costs(rows: list[dict], what: str = "mem", ax=None):
     # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
 
-    fig, ax = (plt.subplots(figsize=(10, 3.2)) if ax is None else (ax.figure, ax))
+    fig, ax = plt.subplots(figsize=(10, 3.2)) if ax is None else (ax.figure, ax)
     keys = [k for k in rows[0] if k.startswith(what + " ") and not k.endswith("total")]
     bottom = [0.0] * len(rows)
     for k in keys:
         vals = [r[k] for r in rows]
-        ax.barh([r["layout"] for r in rows], vals, left=bottom, label=k[len(what) + 1:])
+        ax.barh([r["layout"] for r in rows], vals, left=bottom, label=k[len(what) + 1 :])
         bottom = [b + v for b, v in zip(bottom, vals)]
     if what == "mem":  # an H100 has 80 GB
         ax.axvline(80e9 / GiB, color="black", ls="--", lw=1, label="H100 memory (80 GB)")

@@ -41,7 +41,7 @@ class Bucket:
         self.work.wait()
         offset = 0
         for p in self.params:
-            p.grad.copy_(self.flat[offset:offset + p.numel()].view_as(p))
+            p.grad.copy_(self.flat[offset : offset + p.numel()].view_as(p))
             offset += p.numel()
         self.ready, self.work, self.flat = 0, None, None
 

@@ -58,8 +58,9 @@ def build_model(args: ModelArgs, seed: int = 0, dtype: torch.dtype = torch.float
     return Transformer(args).init_weights(seed=seed).to(dtype)
 
 
-def reference_step(args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
-                   optim: dict | None = None) -> dict:
+def reference_step(
+    args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64, optim: dict | None = None
+) -> dict:
     """One AdamW step on one device: {'loss', 'grads' {name: tensor}, 'params' {name: tensor}}."""
     model = build_model(args, seed, dtype)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
@@ -68,8 +69,7 @@ def reference_step(args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.
     loss.backward()
     grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()}
     torch.optim.AdamW(model.parameters(), **(optim or optim_for(dtype))).step()
-    return {"loss": loss.item(), "grads": grads,
-            "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
+    return {"loss": loss.item(), "grads": grads, "params": {n: p.detach().clone() for n, p in model.named_parameters()}}
 
 
 def local_batch(tokens: Tensor, mesh: Mesh) -> tuple[Tensor, Tensor, Tensor]:
@@ -111,9 +111,19 @@ class Parallel4D:
     (default: one row of the local batch each). DP is FSDP (`dp_mode='fsdp'`, the paper) or all-reduce ('ddp').
     """
 
-    def __init__(self, mesh: Mesh, args: ModelArgs, seq_len: int, seed: int = 0, dtype: torch.dtype = torch.float64,
-                 dp_mode: str = "fsdp", optim: dict | None = None, schedule: str = "1f1b",
-                 n_microbatches: int | None = None, virtual_stages: int = 1):
+    def __init__(
+        self,
+        mesh: Mesh,
+        args: ModelArgs,
+        seq_len: int,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        dp_mode: str = "fsdp",
+        optim: dict | None = None,
+        schedule: str = "1f1b",
+        n_microbatches: int | None = None,
+        virtual_stages: int = 1,
+    ):
         if dp_mode not in ("fsdp", "ddp"):
             raise ValueError(f"dp_mode must be 'fsdp' or 'ddp', got {dp_mode!r}")
         self.mesh, self.schedule, self.virtual_stages = mesh, schedule, virtual_stages
@@ -162,8 +172,16 @@ class Parallel4D:
             return token_losses(logits, tgt, self.mesh).sum()
 
         split = lambda x: list(rearrange(x, "(m b) s -> m b s", m=m))  # noqa: E731
-        return run_schedule(self.stages, plan, split(inputs), split(targets), loss_fn, self.mesh.pp_group,
-                            n_tokens=n_tokens, positions=positions)
+        return run_schedule(
+            self.stages,
+            plan,
+            split(inputs),
+            split(targets),
+            loss_fn,
+            self.mesh.pp_group,
+            n_tokens=n_tokens,
+            positions=positions,
+        )
 
     def optimizer_step(self) -> None:
         """AdamW on this rank's parameters (FSDP: its shards), then drop gradients (and FSDP's full weights)."""
@@ -194,8 +212,16 @@ class Parallel4D:
         return {n: p.detach().cpu().clone() for n, p in params.items()}
 
 
-def train_step(sizes: dict, args: ModelArgs, tokens: Tensor, seed: int = 0, dtype: torch.dtype = torch.float64,
-               dp_mode: str = "fsdp", optim: dict | None = None, **pipeline) -> dict:
+def train_step(
+    sizes: dict,
+    args: ModelArgs,
+    tokens: Tensor,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    dp_mode: str = "fsdp",
+    optim: dict | None = None,
+    **pipeline,
+) -> dict:
     """One training step on this rank's share of the mesh `sizes` {'tp','cp','pp','dp'} (inside a launch).
 
     Returns {'loss': global loss, 'grads', 'params' (after AdamW): this rank's tensors by single-device name,
@@ -229,10 +255,23 @@ def _check_rank(sizes, args, tokens, reference, seed, dtype, dp_mode, optim, pip
     return compare(train_step(sizes, args, tokens, seed, dtype, dp_mode, optim, **pipeline), reference, sizes)
 
 
-def check(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1, args: ModelArgs | None = None, batch: int = 4,
-          seq_len: int = 16, dtype: torch.dtype = torch.float64, dp_mode: str = "fsdp", seed: int = 0,
-          optim: dict | None = None, timeout: float = 120, schedule: str = "1f1b", n_microbatches: int | None = None,
-          virtual_stages: int = 1) -> dict[str, float]:
+def check(
+    tp: int = 1,
+    cp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    args: ModelArgs | None = None,
+    batch: int = 4,
+    seq_len: int = 16,
+    dtype: torch.dtype = torch.float64,
+    dp_mode: str = "fsdp",
+    seed: int = 0,
+    optim: dict | None = None,
+    timeout: float = 120,
+    schedule: str = "1f1b",
+    n_microbatches: int | None = None,
+    virtual_stages: int = 1,
+) -> dict[str, float]:
     """Run one step on tp·cp·pp·dp processes and on one device; the largest differences over all ranks."""
     args = args or small_args()
     validate_layout(args, tp, cp, pp, dp, batch, seq_len, n_microbatches, virtual_stages)
@@ -240,18 +279,41 @@ def check(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1, args: ModelArgs | 
     tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)
     reference = reference_step(args, tokens, seed, dtype, optim)
     sizes = {"tp": tp, "cp": cp, "pp": pp, "dp": dp}
-    per_rank = launch(_check_rank, math.prod(sizes.values()), sizes, args, tokens, reference, seed, dtype, dp_mode,
-                      optim, dict(schedule=schedule, n_microbatches=n_microbatches, virtual_stages=virtual_stages),
-                      timeout=timeout)
+    per_rank = launch(
+        _check_rank,
+        math.prod(sizes.values()),
+        sizes,
+        args,
+        tokens,
+        reference,
+        seed,
+        dtype,
+        dp_mode,
+        optim,
+        dict(schedule=schedule, n_microbatches=n_microbatches, virtual_stages=virtual_stages),
+        timeout=timeout,
+    )
     return summarize(per_rank, reference)
 
 
-def validate_layout(args: ModelArgs, tp: int, cp: int, pp: int, dp: int, batch: int, seq_len: int,
-                    n_microbatches: int | None = None, virtual_stages: int = 1) -> None:
+def validate_layout(
+    args: ModelArgs,
+    tp: int,
+    cp: int,
+    pp: int,
+    dp: int,
+    batch: int,
+    seq_len: int,
+    n_microbatches: int | None = None,
+    virtual_stages: int = 1,
+) -> None:
     """Raise ValueError, saying what to change, for sizes this model and batch cannot be split into."""
     tp_splits = (args.n_heads, args.n_kv_heads, args.ffn_hidden_dim, args.vocab_size)
-    problems = [f"TP={tp} must divide {what}={n}" for what, n in zip(
-        ("n_heads", "n_kv_heads", "ffn hidden size", "vocab_size"), tp_splits) if n % tp]
+    problems = [
+        f"TP={tp} must divide {what}={n}"
+        for what, n in zip(("n_heads", "n_kv_heads", "ffn hidden size", "vocab_size"), tp_splits)
+        if n % tp
+    ]
     if problems:
         fits = [t for t in range(1, args.n_kv_heads + 1) if all(n % t == 0 for n in tp_splits)]
         problems[-1] += f" (TP sizes that fit this model: {fits})"
@@ -281,6 +343,16 @@ def summarize(per_rank: list[dict], reference: dict) -> dict[str, float]:
 
 def small_args(**overrides) -> ModelArgs:
     """A small Llama for the checks: dim 64, 4 layers, 4 query / 2 key-value heads, vocabulary 256, untied."""
-    base = dict(dim=64, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=256, multiple_of=32,
-                ffn_dim_multiplier=None, max_seq_len=128, use_scaled_rope=False, tie_word_embeddings=False)
+    base = dict(
+        dim=64,
+        n_layers=4,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=256,
+        multiple_of=32,
+        ffn_dim_multiplier=None,
+        max_seq_len=128,
+        use_scaled_rope=False,
+        tie_word_embeddings=False,
+    )
     return ModelArgs(**{**base, **overrides})

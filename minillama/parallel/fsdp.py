@@ -57,7 +57,7 @@ class FlatShard:
 
     def _unflatten(self, full: Tensor) -> list[Tensor]:
         sizes = [math.prod(s) for s in self.shapes]
-        return [t.view(s) for t, s in zip(full[:sum(sizes)].split(sizes), self.shapes)]
+        return [t.view(s) for t, s in zip(full[: sum(sizes)].split(sizes), self.shapes)]
 
     @torch.no_grad()
     def unshard(self) -> None:
@@ -79,8 +79,10 @@ class FlatShard:
     @torch.no_grad()
     def reduce_scatter_grad(self) -> None:
         """Sum the full gradients over the group, keep this rank's shard in `self.shard.grad`, free the rest."""
-        grads = [p.grad if p.grad is not None else torch.zeros(s, dtype=self.dtype, device=self.shard.device)
-                 for p, s in zip(self.params, self.shapes)]
+        grads = [
+            p.grad if p.grad is not None else torch.zeros(s, dtype=self.dtype, device=self.shard.device)
+            for p, s in zip(self.params, self.shapes)
+        ]
         flat = self._pad(torch.cat([g.reshape(-1).to(self.master_dtype) for g in grads]))
         out = torch.empty(self.shard_numel, dtype=self.master_dtype, device=flat.device)
         dist.reduce_scatter(out, list(rearrange(flat, "(n k) -> n k", n=self.n).unbind(0)), group=self.group)
@@ -110,8 +112,11 @@ class FullyShardedDataParallel:
             if not named:
                 continue
             seen.update(id(p) for _, p in named)
-            owners = [m for m in unit.modules() if any(id(p) in {id(q) for _, q in named}
-                                                       for p in m.parameters(recurse=False))]
+            owners = [
+                m
+                for m in unit.modules()
+                if any(id(p) in {id(q) for _, q in named} for p in m.parameters(recurse=False))
+            ]
             self.units.append(FlatShard(named, owners, group))
 
     def parameters(self) -> list[nn.Parameter]:

@@ -68,8 +68,9 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def launch(fn: Callable[..., Any], world_size: int, *args, timeout: float = 60, start_method: str | None = None,
-           **kwargs) -> list[Any]:
+def launch(
+    fn: Callable[..., Any], world_size: int, *args, timeout: float = 60, start_method: str | None = None, **kwargs
+) -> list[Any]:
     """Run `fn(*args, **kwargs)` on `world_size` ranks; return the list of their return values, by rank.
 
     timeout: seconds a collective may wait before it fails (gloo/NCCL), and the grace period for start-up.
@@ -87,9 +88,15 @@ def launch(fn: Callable[..., Any], world_size: int, *args, timeout: float = 60, 
     folder = tempfile.mkdtemp(prefix="minillama-rdzv-")
     store = os.path.join(folder, "store")  # FileStore needs a file that does not exist yet
     results: queue.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, name=f"minillama-rank{rank}", daemon=True,
-                         args=(fn, rank, world_size, store, timeout, args, kwargs, results))
-             for rank in range(world_size)]
+    procs = [
+        ctx.Process(
+            target=_worker,
+            name=f"minillama-rank{rank}",
+            daemon=True,
+            args=(fn, rank, world_size, store, timeout, args, kwargs, results),
+        )
+        for rank in range(world_size)
+    ]
     try:
         for p in procs:
             p.start()
@@ -154,8 +161,10 @@ def _silent_death(code: int) -> str:
     if code == 0:
         return "process exited (code 0) without returning a result (os._exit inside fn?)"
     why = f"signal {-code}" if code < 0 else f"exit code {code}"
-    return (f"process died ({why}) without a Python traceback; a mismatched collective aborts gloo: rerun with "
-            "TORCH_DISTRIBUTED_DEBUG=DETAIL")
+    return (
+        f"process died ({why}) without a Python traceback; a mismatched collective aborts gloo: rerun with "
+        "TORCH_DISTRIBUTED_DEBUG=DETAIL"
+    )
 
 
 def _worker(fn, rank: int, world_size: int, store: str, timeout: float, args, kwargs, results) -> None:
@@ -163,8 +172,9 @@ def _worker(fn, rank: int, world_size: int, store: str, timeout: float, args, kw
     os.environ.update(OMP_NUM_THREADS="1", RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     try:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout))
+        dist.init_process_group(
+            "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout)
+        )
         value = pickle.dumps(fn(*args, **kwargs))  # an unpicklable result fails here, with its traceback
     except BaseException:  # noqa: BLE001 - report before the group closes, so the others' errors come later
         results.put((rank, time.time(), False, traceback.format_exc()))
@@ -178,8 +188,10 @@ def _worker(fn, rank: int, world_size: int, store: str, timeout: float, args, kw
 def _run_under_torchrun(fn, world_size: int, args, kwargs, timeout: float) -> list[Any]:
     """torchrun mode: this process is one rank; initialise, run, and gather everybody's return value."""
     if int(os.environ["WORLD_SIZE"]) != world_size:
-        raise ValueError(f"launch(..., world_size={world_size}) but torchrun started WORLD_SIZE="
-                         f"{os.environ['WORLD_SIZE']} processes: pass --nproc-per-node accordingly")
+        raise ValueError(
+            f"launch(..., world_size={world_size}) but torchrun started WORLD_SIZE="
+            f"{os.environ['WORLD_SIZE']} processes: pass --nproc-per-node accordingly"
+        )
     created = not dist.is_initialized()
     if created:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
@@ -194,4 +206,3 @@ def _run_under_torchrun(fn, world_size: int, args, kwargs, timeout: float) -> li
     finally:
         if created:
             dist.destroy_process_group()
-

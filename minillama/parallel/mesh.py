@@ -62,13 +62,16 @@ def layout(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1) -> dict[str, list
 
 def describe_layout(tp: int = 1, cp: int = 1, pp: int = 1, dp: int = 1) -> str:
     """A text table: for each dimension, the groups of ranks that exchange data along it, and what they send."""
-    what = {"tp": "activations (all-reduce / all-gather inside each layer)",
-            "cp": "keys and values (all-gather in each attention)",
-            "pp": "activations and their gradients (send/recv between stages)",
-            "dp": "gradients (reduce-scatter) and parameters (all-gather)",
-            "cp_dp": "gradient reduction: ranks holding the same weights but different tokens"}
-    lines = [f"Mesh [TP={tp}, CP={cp}, PP={pp}, DP={dp}]: {tp * cp * pp * dp} ranks, "
-             "rank = tp + TP·(cp + CP·(pp + PP·dp))"]
+    what = {
+        "tp": "activations (all-reduce / all-gather inside each layer)",
+        "cp": "keys and values (all-gather in each attention)",
+        "pp": "activations and their gradients (send/recv between stages)",
+        "dp": "gradients (reduce-scatter) and parameters (all-gather)",
+        "cp_dp": "gradient reduction: ranks holding the same weights but different tokens",
+    }
+    lines = [
+        f"Mesh [TP={tp}, CP={cp}, PP={pp}, DP={dp}]: {tp * cp * pp * dp} ranks, rank = tp + TP·(cp + CP·(pp + PP·dp))"
+    ]
     for name, groups in layout(tp, cp, pp, dp).items():
         sizes = {"tp": tp, "cp": cp, "pp": pp, "dp": dp, "cp_dp": cp * dp}
         if sizes[name] == 1:
@@ -88,8 +91,10 @@ class Mesh:
         if not dist.is_initialized():
             raise RuntimeError("Mesh needs torch.distributed: build it inside a function run by launch(...)")
         if dist.get_world_size() != self.world_size:
-            raise ValueError(f"Mesh(tp={tp}, cp={cp}, pp={pp}, dp={dp}) needs {self.world_size} processes, "
-                             f"the job has {dist.get_world_size()}: change the sizes or the number of processes")
+            raise ValueError(
+                f"Mesh(tp={tp}, cp={cp}, pp={pp}, dp={dp}) needs {self.world_size} processes, "
+                f"the job has {dist.get_world_size()}: change the sizes or the number of processes"
+            )
         self.rank = dist.get_rank()
         self.coords = coordinates(self.rank, tp, cp, pp, dp)
         self.tp_rank, self.cp_rank = self.coords["tp"], self.coords["cp"]
@@ -136,8 +141,9 @@ class Mesh:
         # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
         from torch.distributed.device_mesh import init_device_mesh
 
-        return init_device_mesh(device_type, (self.dp, self.pp, self.cp, self.tp),
-                                mesh_dim_names=("dp", "pp", "cp", "tp"))
+        return init_device_mesh(
+            device_type, (self.dp, self.pp, self.cp, self.tp), mesh_dim_names=("dp", "pp", "cp", "tp")
+        )
 
     def describe(self) -> str:
         """This rank's coordinates and groups, then the whole layout."""

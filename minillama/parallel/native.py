@@ -33,8 +33,18 @@ from minillama.parallel.fourd import build_model, optim_for, reference_step, sma
 from minillama.parallel.launch import launch
 from minillama.parallel.pp import PipelineStage, build_stages, sum_cross_entropy
 
-__all__ = ["tp_plan", "native_tp", "native_fsdp", "native_pipeline", "run_native_pipeline",
-           "context_parallel_step", "full_tensors", "full_grads", "check_native", "SCHEDULES"]
+__all__ = [
+    "tp_plan",
+    "native_tp",
+    "native_fsdp",
+    "native_pipeline",
+    "run_native_pipeline",
+    "context_parallel_step",
+    "full_tensors",
+    "full_grads",
+    "check_native",
+    "SCHEDULES",
+]
 
 
 def tp_plan(model: nn.Module) -> dict:
@@ -45,8 +55,10 @@ def tp_plan(model: nn.Module) -> dict:
     from torch.distributed.tensor import Replicate
     from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
-    plan = {"tok_embeddings": RowwiseParallel(input_layouts=Replicate()),
-            "output": ColwiseParallel(output_layouts=Replicate())}
+    plan = {
+        "tok_embeddings": RowwiseParallel(input_layouts=Replicate()),
+        "output": ColwiseParallel(output_layouts=Replicate()),
+    }
     layer_ids = model.layers.keys() if isinstance(model.layers, nn.ModuleDict) else range(len(model.layers))
     for i in layer_ids:
         for name in ("attention.wq", "attention.wk", "attention.wv", "feed_forward.w1", "feed_forward.w3"):
@@ -67,8 +79,9 @@ def native_tp(model: nn.Module, tp_mesh) -> nn.Module:
 
     tp = tp_mesh.size()
     if model.args.n_kv_heads % tp or model.args.vocab_size % tp:
-        raise ValueError(f"TP={tp} must divide n_kv_heads ({model.args.n_kv_heads}) and vocab_size "
-                         f"({model.args.vocab_size})")
+        raise ValueError(
+            f"TP={tp} must divide n_kv_heads ({model.args.n_kv_heads}) and vocab_size ({model.args.vocab_size})"
+        )
     return parallelize_module(model, tp_mesh, tp_plan(model))
 
 
@@ -96,16 +109,29 @@ def _schedule_classes():
     # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.pipelining import Schedule1F1B, ScheduleGPipe, ScheduleInterleaved1F1B, ScheduleLoopedBFS
 
-    return {"gpipe": ScheduleGPipe, "1f1b": Schedule1F1B, "interleaved": ScheduleInterleaved1F1B,
-            "looped_bfs": ScheduleLoopedBFS}
+    return {
+        "gpipe": ScheduleGPipe,
+        "1f1b": Schedule1F1B,
+        "interleaved": ScheduleInterleaved1F1B,
+        "looped_bfs": ScheduleLoopedBFS,
+    }
 
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "looped_bfs")
 
 
-def native_pipeline(model: nn.Module, pp_rank: int, pp_size: int, schedule: str, n_microbatches: int,
-                    n_tokens: int, virtual_stages: int = 1, group=None,
-                    loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy, device=None):
+def native_pipeline(
+    model: nn.Module,
+    pp_rank: int,
+    pp_size: int,
+    schedule: str,
+    n_microbatches: int,
+    n_tokens: int,
+    virtual_stages: int = 1,
+    group=None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy,
+    device=None,
+):
     """A `torch.distributed.pipelining` schedule over this rank's stages.
 
     The stages are the hand-written `pp.PipelineStage`s (same split: embedding and output count as a layer),
@@ -146,8 +172,13 @@ def run_native_pipeline(sched, tokens: Tensor, targets: Tensor, pp_rank: int, pp
     return torch.stack(losses).sum() if last_holder else None
 
 
-def context_parallel_step(model: nn.Module, cp_mesh, tokens: Tensor, targets: Tensor,
-                          loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy) -> Tensor:
+def context_parallel_step(
+    model: nn.Module,
+    cp_mesh,
+    tokens: Tensor,
+    targets: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy,
+) -> Tensor:
     """Native context parallelism for one forward/backward: GPUs only (raises RuntimeError on a CPU mesh).
 
     On a GPU mesh this shards tokens (b, S), targets (b, S) and the RoPE table (S, e/2, 2) along the sequence
@@ -156,8 +187,10 @@ def context_parallel_step(model: nn.Module, cp_mesh, tokens: Tensor, targets: Te
     global token count and all-reduce over the CP group to log it. On CPUs use `minillama.parallel.cp`.
     """
     if cp_mesh.device_type != "cuda":
-        raise RuntimeError("torch's context_parallel needs CUDA SDPA kernels (flash / efficient attention); on a "
-                           "CPU it fails (PARALLEL_NOTES.md). Use the hand-written minillama.parallel.cp here.")
+        raise RuntimeError(
+            "torch's context_parallel needs CUDA SDPA kernels (flash / efficient attention); on a "
+            "CPU it fails (PARALLEL_NOTES.md). Use the hand-written minillama.parallel.cp here."
+        )
     # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     from torch.distributed.tensor.experimental import context_parallel
 
@@ -191,8 +224,9 @@ def full_grads(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedule: str, virtual_stages: int,
-                 n_microbatches: int) -> dict:
+def _native_rank(
+    kind: str, args, tokens: Tensor, reference: dict, dtype, schedule: str, virtual_stages: int, n_microbatches: int
+) -> dict:
     """Inside a launched rank: one AdamW step with a native API; the largest differences with `reference`."""
     # torch's native parallel APIs load only on this path (slow imports, some absent on older torch)
     import torch.distributed as dist
@@ -219,8 +253,9 @@ def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedu
             dist.all_reduce(loss := loss.detach().clone())
             loss /= world
     elif kind == "pipeline":
-        sched = native_pipeline(model, rank, world, schedule, n_microbatches, targets.numel(),
-                                virtual_stages=virtual_stages)
+        sched = native_pipeline(
+            model, rank, world, schedule, n_microbatches, targets.numel(), virtual_stages=virtual_stages
+        )
         loss = run_native_pipeline(sched, inputs, targets, rank, world)
     else:
         raise ValueError(f"kind must be 'tp', 'fsdp' or 'pipeline', got {kind!r}")
@@ -228,22 +263,45 @@ def _native_rank(kind: str, args, tokens: Tensor, reference: dict, dtype, schedu
     torch.optim.AdamW(model.parameters(), **optim_for(dtype)).step()
     params = full_tensors(model)
     diff = lambda a, b: max((a[k].double() - b[k].double()).abs().max().item() for k in a)  # noqa: E731
-    return {"loss": abs(loss.item() - reference["loss"]) if loss is not None else 0.0,
-            "grads": diff(grads, reference["grads"]), "params": diff(params, reference["params"]),
-            "names": sorted(params)}
+    return {
+        "loss": abs(loss.item() - reference["loss"]) if loss is not None else 0.0,
+        "grads": diff(grads, reference["grads"]),
+        "params": diff(params, reference["params"]),
+        "names": sorted(params),
+    }
 
 
-def check_native(kind: str, world_size: int = 2, schedule: str = "1f1b", virtual_stages: int = 1,
-                 n_microbatches: int = 2, batch: int = 4, seq_len: int = 16, dtype=torch.float64,
-                 args=None, timeout: float = 120) -> dict[str, float]:
+def check_native(
+    kind: str,
+    world_size: int = 2,
+    schedule: str = "1f1b",
+    virtual_stages: int = 1,
+    n_microbatches: int = 2,
+    batch: int = 4,
+    seq_len: int = 16,
+    dtype=torch.float64,
+    args=None,
+    timeout: float = 120,
+) -> dict[str, float]:
     """One training step with a native API ('tp', 'fsdp' or 'pipeline' with a torch `schedule`) on
     `world_size` CPU processes against one device (`fourd.reference_step`): the largest |differences|."""
     args = args or small_args()
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, args.vocab_size, (batch, seq_len + 1), generator=gen)
     reference = reference_step(args, tokens, 0, dtype)
-    per_rank = launch(_native_rank, world_size, kind, args, tokens, reference, dtype, schedule, virtual_stages,
-                      n_microbatches, timeout=timeout)
+    per_rank = launch(
+        _native_rank,
+        world_size,
+        kind,
+        args,
+        tokens,
+        reference,
+        dtype,
+        schedule,
+        virtual_stages,
+        n_microbatches,
+        timeout=timeout,
+    )
     missing = set(reference["params"]) - {n for r in per_rank for n in r["names"]}
     if missing:
         raise AssertionError(f"no rank holds {sorted(missing)}")

@@ -66,8 +66,10 @@ def stage_layers(n_layers: int, n_stages: int) -> list[range]:
         raise ValueError(f"need at least one stage, got {n_stages}")
     slots = n_layers + 2
     if slots < n_stages:
-        raise ValueError(f"{n_layers} layers + embedding + output cannot fill {n_stages} stages: use at most "
-                         f"{slots} stages (pp · virtual_stages) or a deeper model")
+        raise ValueError(
+            f"{n_layers} layers + embedding + output cannot fill {n_stages} stages: use at most "
+            f"{slots} stages (pp · virtual_stages) or a deeper model"
+        )
     base, extra = divmod(slots, n_stages)
     sizes = [base + (1 if 1 <= s <= extra else 0) for s in range(n_stages)]  # extra <= n_stages - 1
     sizes[0] -= 1  # the embedding
@@ -108,8 +110,11 @@ class PipelineStage(nn.Module):
         return self.output(self.norm(h)) if self.is_last else h
 
     def extra_repr(self) -> str:
-        parts = (["tok_embeddings"] if self.is_first else []) + [f"layers {self.layer_ids}"] \
+        parts = (
+            (["tok_embeddings"] if self.is_first else [])
+            + [f"layers {self.layer_ids}"]
             + (["norm", "output"] if self.is_last else [])
+        )
         return f"stage {self.stage_index}/{self.n_stages}: " + " + ".join(parts)
 
 
@@ -117,8 +122,9 @@ def _layer(model: nn.Module, i: int) -> nn.Module:
     return model.layers[str(i)] if isinstance(model.layers, nn.ModuleDict) else model.layers[i]
 
 
-def build_stages(model: nn.Module, pp_rank: int, pp_size: int, virtual_stages: int = 1,
-                 prune: bool = True) -> list[PipelineStage]:
+def build_stages(
+    model: nn.Module, pp_rank: int, pp_size: int, virtual_stages: int = 1, prune: bool = True
+) -> list[PipelineStage]:
     """This rank's V stages (stage v·pp + pp_rank for v = 0..V−1), made from `model`'s modules.
 
     With `prune` (default) the model is cut down in place to what this rank holds: `model.layers` becomes a
@@ -129,8 +135,10 @@ def build_stages(model: nn.Module, pp_rank: int, pp_size: int, virtual_stages: i
     if not 0 <= pp_rank < pp_size:
         raise ValueError(f"pp_rank {pp_rank} outside a pipeline of {pp_size} ranks")
     if getattr(model.args, "tie_word_embeddings", False) and pp_size * virtual_stages > 1:
-        raise ValueError("tied embeddings live on the first and the last stage: untie them "
-                         "(tie_word_embeddings=False) before pipelining")
+        raise ValueError(
+            "tied embeddings live on the first and the last stage: untie them "
+            "(tie_word_embeddings=False) before pipelining"
+        )
     n_stages = pp_size * virtual_stages
     per_stage = stage_layers(model.args.n_layers, n_stages)
     mine = [v * pp_size + pp_rank for v in range(virtual_stages)]
@@ -151,11 +159,19 @@ def sum_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum", ignore_index=-100)
 
 
-def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Sequence[Tensor],
-                 targets: Sequence[Tensor] | None = None,
-                 loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy, group=None, *,
-                 n_tokens: int | None = None, positions: Tensor | None = None,
-                 broadcast_loss: bool = True, trace: list | None = None) -> Tensor:
+def run_schedule(
+    stages: Sequence[PipelineStage],
+    schedule: Schedule,
+    inputs: Sequence[Tensor],
+    targets: Sequence[Tensor] | None = None,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = sum_cross_entropy,
+    group=None,
+    *,
+    n_tokens: int | None = None,
+    positions: Tensor | None = None,
+    broadcast_loss: bool = True,
+    trace: list | None = None,
+) -> Tensor:
     """Run this rank's steps of `schedule` (forward and backward of every micro-batch); return the loss.
 
     stages: this rank's `PipelineStage`s (from `build_stages`); schedule: from `schedules` with the same pp, V.
@@ -175,11 +191,14 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
     if len(inputs) != schedule.n_microbatches:
         raise ValueError(f"{len(inputs)} micro-batches given, the schedule has {schedule.n_microbatches}")
     by_index = {st.stage_index: st for st in stages}
-    if sorted(by_index) != [v * pp + rank for v in range(schedule.virtual_stages)] or \
-            any(st.n_stages != schedule.n_stages for st in stages):
-        raise ValueError(f"rank {rank} holds stages {sorted(by_index)} of {stages[0].n_stages}, the schedule wants "
-                         f"{[v * pp + rank for v in range(schedule.virtual_stages)]} of {schedule.n_stages}: "
-                         f"build_stages with the schedule's pp and virtual_stages")
+    if sorted(by_index) != [v * pp + rank for v in range(schedule.virtual_stages)] or any(
+        st.n_stages != schedule.n_stages for st in stages
+    ):
+        raise ValueError(
+            f"rank {rank} holds stages {sorted(by_index)} of {stages[0].n_stages}, the schedule wants "
+            f"{[v * pp + rank for v in range(schedule.virtual_stages)]} of {schedule.n_stages}: "
+            f"build_stages with the schedule's pp and virtual_stages"
+        )
     validate(schedule)
     holds_last = schedule.n_stages - 1 in by_index
     if holds_last and targets is None:
@@ -221,8 +240,7 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
         if peer(dst_stage) == rank:
             local[step] = tensor
         else:
-            pending_sends.append((dist.isend(tensor, group=group, group_dst=peer(dst_stage), tag=tag(step)),
-                                  tensor))
+            pending_sends.append((dist.isend(tensor, group=group, group_dst=peer(dst_stage), tag=tag(step)), tensor))
 
     def received(step: Step, posted) -> Tensor:
         if posted is None:
@@ -269,15 +287,17 @@ def run_schedule(stages: Sequence[PipelineStage], schedule: Schedule, inputs: Se
     return total
 
 
-def _traced_step(schedule_name: str, virtual_stages: int, n_microbatches: int, args, batch: int, seq_len: int,
-                 repeats: int) -> list:
+def _traced_step(
+    schedule_name: str, virtual_stages: int, n_microbatches: int, args, batch: int, seq_len: int, repeats: int
+) -> list:
     """Inside a launched rank: run the schedule `repeats` times on a fresh model, return the last run's trace."""
     rank, pp = dist.get_rank(), dist.get_world_size()
     model = Transformer(args).init_weights(seed=0)
     stages = build_stages(model, rank, pp, virtual_stages)
     sched = make_schedule(schedule_name, pp, n_microbatches, virtual_stages)
-    tokens = torch.randint(0, args.vocab_size, (n_microbatches * batch, seq_len + 1),
-                           generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(
+        0, args.vocab_size, (n_microbatches * batch, seq_len + 1), generator=torch.Generator().manual_seed(0)
+    )
     inputs, targets = list(tokens[:, :-1].chunk(n_microbatches)), list(tokens[:, 1:].chunk(n_microbatches))
     trace: list = []
     for _ in range(repeats):  # the first run warms up allocators and kernels
@@ -287,8 +307,16 @@ def _traced_step(schedule_name: str, virtual_stages: int, n_microbatches: int, a
     return trace
 
 
-def measure_schedule(schedule_name: str, pp: int, n_microbatches: int, virtual_stages: int = 1, args=None,
-                     batch: int = 2, seq_len: int = 64, repeats: int = 2):
+def measure_schedule(
+    schedule_name: str,
+    pp: int,
+    n_microbatches: int,
+    virtual_stages: int = 1,
+    args=None,
+    batch: int = 2,
+    seq_len: int = 64,
+    repeats: int = 2,
+):
     """Run a schedule for real on `pp` CPU processes and return its measured `schedules.Timeline` (wall-clock
     seconds of each step on each rank), to draw with `plot_schedule` next to the simulated one."""
     args = args or ModelArgs.from_preset("tiny", tie_word_embeddings=False)

@@ -32,9 +32,23 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Step", "Schedule", "ScheduleError", "Timeline", "gpipe", "one_f_one_b", "interleaved",
-           "make_schedule", "simulate", "bubble_formula", "format_schedule", "format_timeline", "plot_schedule",
-           "messages", "timeline_from_trace"]
+__all__ = [
+    "Step",
+    "Schedule",
+    "ScheduleError",
+    "Timeline",
+    "gpipe",
+    "one_f_one_b",
+    "interleaved",
+    "make_schedule",
+    "simulate",
+    "bubble_formula",
+    "format_schedule",
+    "format_timeline",
+    "plot_schedule",
+    "messages",
+    "timeline_from_trace",
+]
 
 
 class Step(NamedTuple):
@@ -120,8 +134,9 @@ def _one_f_one_b_merge(fwd: list[Step], bwd: list[Step], warmup: int) -> list[St
     return order + bwd[b:]
 
 
-def interleaved(pp: int, n_microbatches: int, virtual_stages: int, n_contiguous: int | None = None,
-                strict: bool = True) -> Schedule:
+def interleaved(
+    pp: int, n_microbatches: int, virtual_stages: int, n_contiguous: int | None = None, strict: bool = True
+) -> Schedule:
     """Interleaved 1F1B with V chunks per rank and groups of N contiguous micro-batches (paper §3.3.2).
 
     Forward order on a rank: for each group of N micro-batches, chunk 0 on the group, chunk 1 on the group, ….
@@ -138,8 +153,10 @@ def interleaved(pp: int, n_microbatches: int, virtual_stages: int, n_contiguous:
     if not isinstance(n, int) or not 1 <= n <= n_microbatches:
         raise ValueError(f"n_contiguous must be an integer in [1, n_microbatches={n_microbatches}], got {n!r}")
     if strict and (n_microbatches % n or (n < pp and n != n_microbatches)):
-        raise ValueError(f"n_contiguous={n} with pp={pp}, M={n_microbatches}: N must divide M and be >= pp "
-                         f"(or equal M); e.g. N={min(pp, n_microbatches)} if M is a multiple of it")
+        raise ValueError(
+            f"n_contiguous={n} with pp={pp}, M={n_microbatches}: N must divide M and be >= pp "
+            f"(or equal M); e.g. N={min(pp, n_microbatches)} if M is a multiple of it"
+        )
     groups = [range(g, min(g + n, n_microbatches)) for g in range(0, n_microbatches, n)]
     steps = []
     for rank in range(pp):
@@ -152,8 +169,9 @@ def interleaved(pp: int, n_microbatches: int, virtual_stages: int, n_contiguous:
     return Schedule(name, pp, virtual_stages, n_microbatches, steps)
 
 
-def make_schedule(name: str, pp: int, n_microbatches: int, virtual_stages: int = 1,
-                  n_contiguous: int | None = None) -> Schedule:
+def make_schedule(
+    name: str, pp: int, n_microbatches: int, virtual_stages: int = 1, n_contiguous: int | None = None
+) -> Schedule:
     """`name` in {'gpipe', '1f1b', 'interleaved'}."""
     key = name.lower().replace("-", "").replace("_", "")
     if key == "gpipe":
@@ -239,23 +257,32 @@ def validate(schedule: Schedule) -> None:
             if step.kind not in ("F", "B"):
                 raise ScheduleError(f"rank {rank}: step {step} has kind {step.kind!r}; use 'F' or 'B'")
             if not (0 <= step.stage < schedule.n_stages and 0 <= step.microbatch < schedule.n_microbatches):
-                raise ScheduleError(f"rank {rank}: step {step} is outside {schedule.n_stages} stages × "
-                                    f"{schedule.n_microbatches} micro-batches")
+                raise ScheduleError(
+                    f"rank {rank}: step {step} is outside {schedule.n_stages} stages × "
+                    f"{schedule.n_microbatches} micro-batches"
+                )
             if schedule.rank_of(step.stage) != rank:
-                raise ScheduleError(f"rank {rank}: step {step} belongs to rank {schedule.rank_of(step.stage)} "
-                                    f"(stage s lives on rank s % pp)")
+                raise ScheduleError(
+                    f"rank {rank}: step {step} belongs to rank {schedule.rank_of(step.stage)} "
+                    f"(stage s lives on rank s % pp)"
+                )
             if step in seen:
                 raise ScheduleError(f"rank {rank}: step {step} appears twice")
             seen[step] = rank
-    missing = [Step(s, m, k) for s in range(schedule.n_stages) for m in range(schedule.n_microbatches)
-               for k in "FB" if Step(s, m, k) not in seen]
+    missing = [
+        Step(s, m, k)
+        for s in range(schedule.n_stages)
+        for m in range(schedule.n_microbatches)
+        for k in "FB"
+        if Step(s, m, k) not in seen
+    ]
     if missing:
-        raise ScheduleError(f"{schedule.name}: {len(missing)} steps never run, e.g. "
-                            + ", ".join(map(str, missing[:4])))
+        raise ScheduleError(
+            f"{schedule.name}: {len(missing)} steps never run, e.g. " + ", ".join(map(str, missing[:4]))
+        )
 
 
-def simulate(schedule: Schedule, t_forward: float = 1.0, t_backward: float = 2.0,
-             t_comm: float = 0.0) -> Timeline:
+def simulate(schedule: Schedule, t_forward: float = 1.0, t_backward: float = 2.0, t_comm: float = 0.0) -> Timeline:
     """Run the per-rank lists in order, each step starting once its rank is free and its inputs have arrived.
 
     Raises `ScheduleError` if a step is missing/duplicated/misplaced, or if the ranks get stuck (every rank
@@ -282,8 +309,9 @@ def simulate(schedule: Schedule, t_forward: float = 1.0, t_backward: float = 2.0
                     if own:
                         raise ScheduleError(f"rank {rank}: {step} runs before {own[0]} on the same rank")
                     break
-                ready = max([done[d] + (t_comm if schedule.rank_of(d.stage) != rank else 0.0) for d in deps],
-                            default=0.0)
+                ready = max(
+                    [done[d] + (t_comm if schedule.rank_of(d.stage) != rank else 0.0) for d in deps], default=0.0
+                )
                 start = max(clock[rank], ready)
                 end = start + duration[step.kind]
                 done[step], clock[rank] = end, end
@@ -298,8 +326,9 @@ def simulate(schedule: Schedule, t_forward: float = 1.0, t_backward: float = 2.0
                 if pos[rank] < len(schedule.steps[rank]):
                     step = Step(*schedule.steps[rank][pos[rank]])
                     need = [d for d in _inputs(step, schedule.n_stages) if d not in done]
-                    waits.append(f"rank {rank} at {step} waits for {need[0]} from rank "
-                                 f"{schedule.rank_of(need[0].stage)}")
+                    waits.append(
+                        f"rank {rank} at {step} waits for {need[0]} from rank {schedule.rank_of(need[0].stage)}"
+                    )
             raise ScheduleError(f"{schedule.name} deadlocks: " + "; ".join(waits))
     fifo = all(sent == received for sent, received in messages(schedule).values())
     busy = [sum(e - s for r, _, s, e in events if r == rank) for rank in range(pp)]
@@ -323,16 +352,27 @@ def timeline_from_trace(schedule: Schedule, traces: list[list[tuple[Step, float,
     makespan = max(e for *_, e in events)
     bwd = [e - s for _, st, s, e in events if st.kind == "B"]
     t_backward = sum(bwd) / len(bwd) * schedule.virtual_stages
-    return Timeline(schedule, events, makespan, busy, peak, fifo=True, t_forward=1.0, t_backward=t_backward,
-                    meta={"measured": True, "seconds_per_unit": unit})
+    return Timeline(
+        schedule,
+        events,
+        makespan,
+        busy,
+        peak,
+        fifo=True,
+        t_forward=1.0,
+        t_backward=t_backward,
+        meta={"measured": True, "seconds_per_unit": unit},
+    )
 
 
 # ----------------------------------------------------------------------------------------------- display
 def format_schedule(schedule: Schedule) -> str:
     """One line per rank with its steps in order, e.g. `rank 0 | F0.0 F0.1 B0.0 …` (kind, stage.micro-batch)."""
     width = max(len(str(s)) for steps in schedule.steps for s in steps)
-    lines = [f"{schedule.name}: pp={schedule.pp}, V={schedule.virtual_stages}, M={schedule.n_microbatches} "
-             f"(step = kind stage.micro-batch; stage s runs on rank s % pp)"]
+    lines = [
+        f"{schedule.name}: pp={schedule.pp}, V={schedule.virtual_stages}, M={schedule.n_microbatches} "
+        f"(step = kind stage.micro-batch; stage s runs on rank s % pp)"
+    ]
     for rank, steps in enumerate(schedule.steps):
         lines.append(f"rank {rank} | " + " ".join(str(s).ljust(width) for s in steps))
     return "\n".join(lines)
@@ -349,7 +389,7 @@ def format_timeline(timeline: Timeline, unit: float | None = None) -> str:
         mark = str(step.microbatch % 10) if step.kind == "F" else "abcdefghijklmnopqrstuvwxyz"[step.microbatch % 26]
         for c in range(round(start / unit), round(end / unit)):
             rows[rank][c] = mark
-    head = (f"{s.name}: bubble measured {timeline.bubble:.4f}, formula (pp-1)/(V·M) = {timeline.formula:.4f}")
+    head = f"{s.name}: bubble measured {timeline.bubble:.4f}, formula (pp-1)/(V·M) = {timeline.formula:.4f}"
     return "\n".join([head] + [f"rank {r} |" + "".join(row) + "|" for r, row in enumerate(rows)])
 
 
@@ -378,6 +418,10 @@ def plot_schedule(timeline: Timeline | Schedule, ax=None, title: str | None = No
     ax.invert_yaxis()
     ax.set_xlim(0, timeline.makespan)
     ax.set_xlabel("time (a rank's forward of one micro-batch = 1)")
-    ax.set_title(title or f"{s.name}, pp={s.pp}, M={s.n_microbatches}: bubble {timeline.bubble:.3f} "
-                          f"(formula (pp−1)/(V·M) = {timeline.formula:.3f})", fontsize=9)
+    ax.set_title(
+        title
+        or f"{s.name}, pp={s.pp}, M={s.n_microbatches}: bubble {timeline.bubble:.3f} "
+        f"(formula (pp−1)/(V·M) = {timeline.formula:.3f})",
+        fontsize=9,
+    )
     return fig

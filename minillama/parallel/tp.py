@@ -158,8 +158,12 @@ def apply_tp(model: nn.Module, group) -> nn.Module:
     """
     size = dist.get_world_size(group)
     args = model.args
-    for what, n in (("n_heads", args.n_heads), ("n_kv_heads", args.n_kv_heads),
-                    ("ffn hidden size", args.ffn_hidden_dim), ("vocab_size", args.vocab_size)):
+    for what, n in (
+        ("n_heads", args.n_heads),
+        ("n_kv_heads", args.n_kv_heads),
+        ("ffn hidden size", args.ffn_hidden_dim),
+        ("vocab_size", args.vocab_size),
+    ):
         if n % size:
             raise ValueError(f"TP size {size} must divide {what} ({n}): choose a TP size that divides it")
     layers = model.layers.values() if isinstance(model.layers, nn.ModuleDict) else model.layers
@@ -170,8 +174,11 @@ def apply_tp(model: nn.Module, group) -> nn.Module:
         attn.n_heads, attn.n_kv_heads = attn.n_heads // size, attn.n_kv_heads // size  # local heads
         ffn.w1, ffn.w3 = ColumnParallelLinear(ffn.w1, group), ColumnParallelLinear(ffn.w3, group)
         ffn.w2 = RowParallelLinear(ffn.w2, group)
-    tied = getattr(model, "output", None) is not None and getattr(model, "tok_embeddings", None) is not None \
+    tied = (
+        getattr(model, "output", None) is not None
+        and getattr(model, "tok_embeddings", None) is not None
         and model.output.weight is model.tok_embeddings.weight
+    )
     if getattr(model, "tok_embeddings", None) is not None:
         model.tok_embeddings = VocabParallelEmbedding(model.tok_embeddings, group)
     if getattr(model, "output", None) is not None:

@@ -32,12 +32,16 @@ def load_policy(spec: str | Path | None, vocab_size: int, seed: int = 0) -> tupl
         return Transformer(args).init_weights(seed=seed), f"fresh {args.dim}x{args.n_layers} model"
     folder = resolve_checkpoint(spec)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{spec} is not a minillama checkpoint folder (no config.json); pass a folder "
-                                "written by save_checkpoint or a training run, or 'fresh'")
+        raise FileNotFoundError(
+            f"{spec} is not a minillama checkpoint folder (no config.json); pass a folder "
+            "written by save_checkpoint or a training run, or 'fresh'"
+        )
     model = load_checkpoint(folder)
     if model.args.vocab_size < vocab_size:
-        raise ValueError(f"the checkpoint's vocab_size {model.args.vocab_size} is smaller than the tokenizer's "
-                         f"{vocab_size}; use the tokenizer it was trained with (--tokenizer)")
+        raise ValueError(
+            f"the checkpoint's vocab_size {model.args.vocab_size} is smaller than the tokenizer's "
+            f"{vocab_size}; use the tokenizer it was trained with (--tokenizer)"
+        )
     return model, str(folder)
 
 

@@ -51,8 +51,11 @@ def sft_labels(tokens: Tensor, target_mask: Tensor) -> Tensor:
 
 def formatting_mask(tokens: Tensor, formatting_ids: list[int] | Tensor) -> Tensor:
     """True where a token is a formatting token (headers, eot/eom...; paper §4.1.4: masked out of DPO). (..., s)."""
-    ids = torch.as_tensor(list(formatting_ids) if not isinstance(formatting_ids, Tensor) else formatting_ids,
-                          dtype=tokens.dtype, device=tokens.device)
+    ids = torch.as_tensor(
+        list(formatting_ids) if not isinstance(formatting_ids, Tensor) else formatting_ids,
+        dtype=tokens.dtype,
+        device=tokens.device,
+    )
     return torch.isin(tokens, ids)
 
 
@@ -104,8 +107,13 @@ def render(chat_format, messages: list[dict], exclude_ids: tuple[int, ...] = (),
 
 def dialog_formatting_ids(chat_format) -> tuple[int, ...]:
     """Ids of the formatting tokens DPO masks out of responses: begin_of_text, header start/end, eot and eom."""
-    return (chat_format.bos_id, chat_format.start_header_id, chat_format.end_header_id,
-            chat_format.eot_id, chat_format.eom_id)
+    return (
+        chat_format.bos_id,
+        chat_format.start_header_id,
+        chat_format.end_header_id,
+        chat_format.eot_id,
+        chat_format.eom_id,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -180,9 +188,9 @@ def pack_rows(rows: list[list[Example]], seq_len: int, pad_id: int = 0) -> Batch
             n = len(t)
             if pos + n > seq_len:
                 raise ValueError(f"row {r} holds {pos + n} tokens, more than seq_len={seq_len}")
-            tokens[r, pos:pos + n] = t
-            labels[r, pos:pos + n] = sft_labels(t, torch.tensor(e.target))
-            doc_ids[r, pos:pos + n] = d
+            tokens[r, pos : pos + n] = t
+            labels[r, pos : pos + n] = sft_labels(t, torch.tensor(e.target))
+            doc_ids[r, pos : pos + n] = d
             pos += n
     return Batch(tokens, labels, doc_ids)
 
@@ -234,8 +242,14 @@ def sft_loss(model: Transformer, batch: Batch | dict) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # Pictures
 # ----------------------------------------------------------------------------------------------------------------
-def plot_loss_mask(tokens: list[int], target: list[bool], tokenizer, ax=None, per_line: int = 12,
-                   title: str = "SFT loss mask: trained tokens in green"):
+def plot_loss_mask(
+    tokens: list[int],
+    target: list[bool],
+    tokenizer,
+    ax=None,
+    per_line: int = 12,
+    title: str = "SFT loss mask: trained tokens in green",
+):
     """Draw a dialog token by token, trained tokens (targets) green, masked ones grey; returns the figure."""
     # matplotlib only when drawing: importing pyplot is slow
     import matplotlib.pyplot as plt
@@ -248,8 +262,15 @@ def plot_loss_mask(tokens: list[int], target: list[bool], tokenizer, ax=None, pe
         text = text.replace("<|start_header_id|>", "<sh>").replace("<|end_header_id|>", "<eh>")
         text = text.replace("<|begin_of_text|>", "<bot>").replace("<|eot_id|>", "<eot>").replace("<|eom_id|>", "<eom>")
         x, y = i % per_line, -(i // per_line)
-        ax.text(x, y, text if text.strip() else repr(text)[1:-1] or "␣", ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round,pad=0.2", fc="#8fd18f" if on else "#e0e0e0", ec="none"))
+        ax.text(
+            x,
+            y,
+            text if text.strip() else repr(text)[1:-1] or "␣",
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round,pad=0.2", fc="#8fd18f" if on else "#e0e0e0", ec="none"),
+        )
     ax.set_xlim(-0.6, per_line - 0.4)
     ax.set_ylim(-n_lines + 0.4, 0.6)
     ax.axis("off")

@@ -66,8 +66,12 @@ def make_pairs(tasks: list[T.Task], samples: list[list[str]], seed: int = 0) -> 
 
 def render_response(chat_format, task: T.Task, response: str) -> Example:
     """The dialog with targets on the response tokens only, formatting tokens (headers, eot/eom) masked out."""
-    return render(chat_format, task.messages(response, system=False), exclude_ids=dialog_formatting_ids(chat_format),
-                  allow_empty=True)
+    return render(
+        chat_format,
+        task.messages(response, system=False),
+        exclude_ids=dialog_formatting_ids(chat_format),
+        allow_empty=True,
+    )
 
 
 @dataclass
@@ -99,13 +103,14 @@ def prepare(ref: Transformer, chat_format, pairs: list[Pair], batch_size: int = 
     rejected = [render_response(chat_format, p.task, p.rejected) for p in pairs]
     rc, rr = [], []
     for i in range(0, len(pairs), batch_size):
-        rc.append(policy_logps(ref, chosen[i:i + batch_size])[0])
-        rr.append(policy_logps(ref, rejected[i:i + batch_size])[0])
+        rc.append(policy_logps(ref, chosen[i : i + batch_size])[0])
+        rr.append(policy_logps(ref, rejected[i : i + batch_size])[0])
     return PreferenceData(chosen, rejected, torch.cat(rc), torch.cat(rr))
 
 
-def dpo_batch(policy: Transformer, data: PreferenceData, idx: list[int], beta: float = DPO_BETA,
-              nll_coef: float = NLL_COEF) -> tuple[Tensor, dict]:
+def dpo_batch(
+    policy: Transformer, data: PreferenceData, idx: list[int], beta: float = DPO_BETA, nll_coef: float = NLL_COEF
+) -> tuple[Tensor, dict]:
     """The Llama 3 DPO loss on pairs `idx` and its metrics (implicit rewards of chosen and rejected, accuracy)."""
     pc, tok_c, mask_c = policy_logps(policy, [data.chosen[i] for i in idx])
     pr, _, _ = policy_logps(policy, [data.rejected[i] for i in idx])
@@ -114,14 +119,29 @@ def dpo_batch(policy: Transformer, data: PreferenceData, idx: list[int], beta: f
     nll = nll_term(tok_c, mask_c)
     loss = pref.mean() + nll_coef * nll
     rew_c, rew_r = implicit_rewards(pc, rc, beta), implicit_rewards(pr, rr, beta)
-    return loss, {"loss": loss.item(), "dpo": pref.mean().item(), "nll": nll.item(),
-                  "reward_chosen": float(rew_c.mean()), "reward_rejected": float(rew_r.mean()),
-                  "reward_accuracy": float((rew_c > rew_r).float().mean())}
+    return loss, {
+        "loss": loss.item(),
+        "dpo": pref.mean().item(),
+        "nll": nll.item(),
+        "reward_chosen": float(rew_c.mean()),
+        "reward_rejected": float(rew_r.mean()),
+        "reward_accuracy": float((rew_c > rew_r).float().mean()),
+    }
 
 
-def train_dpo(policy: Transformer, data: PreferenceData, steps: int, batch_size: int = 16, lr: float = 1e-4,
-              beta: float = DPO_BETA, nll_coef: float = NLL_COEF, seed: int = 0, warmup: int = 10,
-              log_every: int = 5, desc: str = "dpo") -> list[dict]:
+def train_dpo(
+    policy: Transformer,
+    data: PreferenceData,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 1e-4,
+    beta: float = DPO_BETA,
+    nll_coef: float = NLL_COEF,
+    seed: int = 0,
+    warmup: int = 10,
+    log_every: int = 5,
+    desc: str = "dpo",
+) -> list[dict]:
     """AdamW on the DPO objective, linear warmup then constant LR; returns the metric history (every `log_every`)."""
     if len(data) == 0:
         raise ValueError("no preference pairs: the policy got every sampled prompt right, or no prompts were given")
@@ -166,5 +186,3 @@ def plot_implicit_rewards(history: list[dict], ax=None):
     ax.set_title("DPO: chosen up, rejected down")
     ax.legend()
     return ax.figure
-
-

@@ -26,8 +26,13 @@ def bradley_terry_loss(chosen_rewards: Tensor, rejected_rewards: Tensor) -> Tens
     return -F.logsigmoid(chosen_rewards - rejected_rewards)
 
 
-def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-             ref_rejected_logps: Tensor, beta: float = DPO_BETA) -> Tensor:
+def dpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float = DPO_BETA,
+) -> Tensor:
     """Per-example sigmoid DPO loss −log σ(β·[(π_c − π_r) − (ref_c − ref_r)]). Inputs (n,) summed log-probs -> (n,)."""
     logits = (policy_chosen_logps - policy_rejected_logps) - (ref_chosen_logps - ref_rejected_logps)
     return -F.logsigmoid(beta * logits)
@@ -45,9 +50,16 @@ def nll_term(chosen_token_logps: Tensor, chosen_mask: Tensor) -> Tensor:
     return -(chosen_token_logps * mask).sum() / mask.sum().clamp(min=1)
 
 
-def dpo_total_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-                   ref_rejected_logps: Tensor, chosen_token_logps: Tensor, chosen_mask: Tensor,
-                   beta: float = DPO_BETA, nll_coef: float = NLL_COEF) -> Tensor:
+def dpo_total_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_token_logps: Tensor,
+    chosen_mask: Tensor,
+    beta: float = DPO_BETA,
+    nll_coef: float = NLL_COEF,
+) -> Tensor:
     """Llama 3's DPO objective for a batch: mean sigmoid DPO loss + nll_coef · NLL(chosen). Scalar."""
     pref = dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
     return pref.mean() + nll_coef * nll_term(chosen_token_logps, chosen_mask)

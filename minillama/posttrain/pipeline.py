@@ -59,9 +59,25 @@ class PipelineConfig:
     @classmethod
     def small(cls, **kw) -> PipelineConfig:
         """Smoke sizes: every stage runs, numbers are not meaningful."""
-        base = dict(n_eval=40, sft_train=400, sft_steps=12, batch_rows=4, rm_prompts=60, rm_heldout_prompts=20,
-                    rm_samples=2, rm_steps=8, rs_prompts=60, rs_k=4, rs_curve_prompts=20, rs_steps=6,
-                    dpo_prompts=60, dpo_k=2, dpo_steps=6, dpo_batch=8, dpo_seeds=(0, 1))
+        base = dict(
+            n_eval=40,
+            sft_train=400,
+            sft_steps=12,
+            batch_rows=4,
+            rm_prompts=60,
+            rm_heldout_prompts=20,
+            rm_samples=2,
+            rm_steps=8,
+            rs_prompts=60,
+            rs_k=4,
+            rs_curve_prompts=20,
+            rs_steps=6,
+            dpo_prompts=60,
+            dpo_k=2,
+            dpo_steps=6,
+            dpo_batch=8,
+            dpo_seeds=(0, 1),
+        )
         base.update(kw)
         return cls(**base)
 
@@ -80,8 +96,12 @@ class _Run:
     def record(self, stage: str, model, wall: float, **extra) -> None:
         """Measure `model` on the held-out prompts, log it and save its checkpoint."""
         acc = evaluate_accuracy(model, self.cf, self.heldout)
-        self.results["stages"][stage] = {"accuracy": acc["accuracy"], "per_kind": acc["per_kind"], "wall_s": wall,
-                                         **extra}
+        self.results["stages"][stage] = {
+            "accuracy": acc["accuracy"],
+            "per_kind": acc["per_kind"],
+            "wall_s": wall,
+            **extra,
+        }
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in acc["per_kind"].items())
         self.log(f"{stage:<22} held-out accuracy {acc['accuracy']:6.1%}  ({kinds})  {wall:7.1f} s")
         if self.out is not None and stage != "pretrained":
@@ -95,8 +115,14 @@ class _Run:
 def run(cfg: PipelineConfig, out: str | Path | None = None, log=print) -> dict:
     """Run every stage; returns the results dict (and writes it, the plots and checkpoints under `out`)."""
     cf = load_chat_format(cfg.tokenizer)
-    r = _Run(cfg, cf, T.make_tasks(cfg.n_eval, "heldout", seed=0), Path(out) if out is not None else None, log,
-             {"config": asdict(cfg), "stages": {}})
+    r = _Run(
+        cfg,
+        cf,
+        T.make_tasks(cfg.n_eval, "heldout", seed=0),
+        Path(out) if out is not None else None,
+        log,
+        {"config": asdict(cfg), "stages": {}},
+    )
     policy = pretrained_stage(r)
     sft, sft_tasks = sft_stage(r, policy)
     rm = reward_stage(r, sft)
@@ -125,9 +151,12 @@ def sft_stage(r: _Run, policy):
     cfg, t0 = r.cfg, time.perf_counter()
     sft_tasks = T.make_tasks(cfg.sft_train, "train", seed=cfg.seed)
     sft = copy.deepcopy(policy)
-    trainer = run_sft(sft, task_examples(r.cf, sft_tasks),
-                      default_config(cfg.sft_steps, cfg.sft_lr, cfg.batch_rows, seed=cfg.seed),
-                      out_dir=r.out / "sft" if r.out else None)
+    trainer = run_sft(
+        sft,
+        task_examples(r.cf, sft_tasks),
+        default_config(cfg.sft_steps, cfg.sft_lr, cfg.batch_rows, seed=cfg.seed),
+        out_dir=r.out / "sft" if r.out else None,
+    )
     r.results["sft_loss"] = [h["loss"] for h in trainer.history]
     r.record("sft", sft, time.perf_counter() - t0)
     return sft, sft_tasks
@@ -138,8 +167,9 @@ def reward_stage(r: _Run, sft):
     cfg, cf, t0 = r.cfg, r.cf, time.perf_counter()
     rm_tasks = T.make_tasks(cfg.rm_prompts, "train", seed=cfg.seed + 1)
     rm_held = T.make_tasks(cfg.rm_heldout_prompts, "heldout", seed=1)
-    samples = sample_responses(sft, cf, rm_tasks + rm_held, cfg.rm_samples, temperature=cfg.temperature,
-                               seed=cfg.seed, desc="RM samples")
+    samples = sample_responses(
+        sft, cf, rm_tasks + rm_held, cfg.rm_samples, temperature=cfg.temperature, seed=cfg.seed, desc="RM samples"
+    )
     by_task = dict(zip(rm_tasks + rm_held, samples))
     train_pairs = R.ranking_pairs(R.make_rankings(rm_tasks, cfg.seed, by_task))
     held_pairs = R.ranking_pairs(R.make_rankings(rm_held, cfg.seed + 1, by_task))
@@ -148,9 +178,14 @@ def reward_stage(r: _Run, sft):
     rm_hist = R.train_reward_model(rm, better, worse, cfg.rm_steps, lr=cfg.rm_lr, seed=cfg.seed)
     acc, margins = R.evaluate_pairs(rm, *R.pair_rows(cf, held_pairs))
     rm_wall = time.perf_counter() - t0
-    r.results["reward_model"] = {"pairwise_accuracy": acc, "train_pairs": len(train_pairs),
-                                 "heldout_pairs": len(held_pairs),
-                                 "wall_s": rm_wall, "history": rm_hist, "margins": margins.tolist()}
+    r.results["reward_model"] = {
+        "pairwise_accuracy": acc,
+        "train_pairs": len(train_pairs),
+        "heldout_pairs": len(held_pairs),
+        "wall_s": rm_wall,
+        "history": rm_hist,
+        "margins": margins.tolist(),
+    }
     r.log(f"{'reward model':<22} held-out pairwise accuracy {acc:6.1%} on {len(held_pairs)} pairs  {rm_wall:7.1f} s")
     if r.out is not None:
         R.save_reward_model(rm, r.out / "checkpoints" / "reward_model")
@@ -171,21 +206,30 @@ def rejection_sampling_stage(r: _Run, sft, rm, sft_tasks):
     # Llama 3's SFT mix holds the rejection-sampled responses *and* its other SFT data: the picks plus as many of
     # the stage-1 dialogs (exact answers)
     picks = task_examples(cf, [t for t, _ in rs["best"]], [x for _, x in rs["best"]])
-    rs_mix = picks + task_examples(cf, sft_tasks[:len(picks)])
+    rs_mix = picks + task_examples(cf, sft_tasks[: len(picks)])
     rs_cfg = default_config(cfg.rs_steps, cfg.rs_lr, cfg.batch_rows, seed=cfg.seed + 3, warmup=5)
     rs_model = copy.deepcopy(sft)
     run_sft(rs_model, rs_mix, rs_cfg)
     rs_wall = time.perf_counter() - t0
     # control: the same extra steps on the stage-1 data alone, to separate the samples' effect from more training
     control = copy.deepcopy(sft)
-    run_sft(control, task_examples(cf, sft_tasks[:2 * len(picks)]), rs_cfg)
+    run_sft(control, task_examples(cf, sft_tasks[: 2 * len(picks)]), rs_cfg)
     control_acc = evaluate_accuracy(control, cf, r.heldout)["accuracy"]
-    r.record("rejection_sampling", rs_model, rs_wall, best_of_k=curve, rm_picks_correct=picks_right,
-             sample_accuracy=float(rs["correct"].float().mean()), control_same_steps_exact_answers_only=control_acc)
+    r.record(
+        "rejection_sampling",
+        rs_model,
+        rs_wall,
+        best_of_k=curve,
+        rm_picks_correct=picks_right,
+        sample_accuracy=float(rs["correct"].float().mean()),
+        control_same_steps_exact_answers_only=control_acc,
+    )
     r.log(f"{'':<22} control: same extra steps on exact answers only -> {control_acc:6.1%}")
-    r.log(f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
-          f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; "
-          f"RM picks right {picks_right:.1%}")
+    r.log(
+        f"{'':<22} best-of-K (RM pick) {dict(zip(curve['k'], [round(a, 3) for a in curve['rm_best_of_k']]))}, "
+        f"pass@K {dict(zip(curve['k'], [round(a, 3) for a in curve['pass_at_k']]))}; "
+        f"RM picks right {picks_right:.1%}"
+    )
     r.figure(lambda: plot_best_of_k(curve), "best_of_k.png")
     return rs_model
 
@@ -199,8 +243,15 @@ def dpo_stage(r: _Run, rs_model):
     for s in cfg.dpo_seeds:
         t1 = time.perf_counter()
         dpo_tasks = T.make_tasks(cfg.dpo_prompts, "train", seed=cfg.seed + 4 + 100 * s)
-        dpo_samples = sample_responses(rs_model, cf, dpo_tasks, cfg.dpo_k, temperature=cfg.temperature,
-                                       seed=cfg.seed + 13 + 100 * s, desc=f"DPO samples {s}")
+        dpo_samples = sample_responses(
+            rs_model,
+            cf,
+            dpo_tasks,
+            cfg.dpo_k,
+            temperature=cfg.temperature,
+            seed=cfg.seed + 13 + 100 * s,
+            desc=f"DPO samples {s}",
+        )
         pairs = D.make_pairs(dpo_tasks, dpo_samples, seed=s)
         data = D.prepare(ref, cf, pairs)
         m = copy.deepcopy(rs_model)
@@ -233,8 +284,10 @@ def summary_table(results: dict) -> str:
         rows.append(f"| {stage} | {r['accuracy']:.1%} | {r['wall_s']:.0f} s |")
     rm = results.get("reward_model")
     if rm:
-        rows.append(f"| reward model | pairwise accuracy {rm['pairwise_accuracy']:.1%} ({rm['heldout_pairs']} held-out "
-                    f"pairs) | {rm['wall_s']:.0f} s |")
+        rows.append(
+            f"| reward model | pairwise accuracy {rm['pairwise_accuracy']:.1%} ({rm['heldout_pairs']} held-out "
+            f"pairs) | {rm['wall_s']:.0f} s |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -255,5 +308,3 @@ def plot_stages(results: dict, ax=None):
     ax.set_ylim(0, 1.05)
     ax.set_title("Post-training, stage by stage")
     return ax.figure
-
-

@@ -39,14 +39,30 @@ def best_of_k_curve(rm_scores: Tensor, correct: Tensor, ks: list[int]) -> dict[s
     return {"k": list(ks), "rm_best_of_k": picked, "pass_at_k": oracle}
 
 
-def rejection_sample(policy: Transformer, rm, chat_format, tasks: list[T.Task], k: int, temperature: float = 1.0,
-                     seed: int = 0, batch_size: int = 64) -> dict:
+def rejection_sample(
+    policy: Transformer,
+    rm,
+    chat_format,
+    tasks: list[T.Task],
+    k: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict:
     """Sample K per task, score with the RM and the checker; the RM's best of each task is the new SFT data.
 
     Returns `{"samples", "rm_scores" (n, K), "correct" (n, K), "best" (list of (task, response))}`.
     """
-    samples = sample_responses(policy, chat_format, tasks, k, temperature=temperature, seed=seed,
-                               batch_size=batch_size, desc="rejection sampling")
+    samples = sample_responses(
+        policy,
+        chat_format,
+        tasks,
+        k,
+        temperature=temperature,
+        seed=seed,
+        batch_size=batch_size,
+        desc="rejection sampling",
+    )
     flat_tasks = [t for t in tasks for _ in range(k)]
     flat = [r for rs in samples for r in rs]
     rm_scores = score_responses(rm, chat_format, flat_tasks, flat).view(len(tasks), k)
@@ -71,5 +87,3 @@ def plot_best_of_k(curve: dict, ax=None):
     ax.set_title("Best-of-K")
     ax.legend()
     return ax.figure
-
-

@@ -75,19 +75,20 @@ def batch_rows(token_lists: list[list[int]], pad_id: int = 0) -> tuple[Tensor, T
     lengths = torch.tensor([len(t) for t in token_lists])
     tokens = torch.full((len(token_lists), int(lengths.max())), pad_id, dtype=torch.long)
     for i, t in enumerate(token_lists):
-        tokens[i, :len(t)] = torch.tensor(t)
+        tokens[i, : len(t)] = torch.tensor(t)
     return tokens, lengths
 
 
 @torch.no_grad()
-def score_responses(rm: RewardModel, chat_format, tasks: list[T.Task], responses: list[str],
-                    batch_size: int = 64) -> Tensor:
+def score_responses(
+    rm: RewardModel, chat_format, tasks: list[T.Task], responses: list[str], batch_size: int = 64
+) -> Tensor:
     """Reward of each (task, response) dialog -> (n,)."""
     rm.eval()
     rows = [chat_format.encode_dialog_with_roles(t.messages(r, system=False))[0] for t, r in zip(tasks, responses)]
     out = []
     for i in range(0, len(rows), batch_size):
-        tokens, lengths = batch_rows(rows[i:i + batch_size])
+        tokens, lengths = batch_rows(rows[i : i + batch_size])
         out.append(rm(tokens, lengths))
     return torch.cat(out) if out else torch.zeros(0)
 
@@ -147,16 +148,24 @@ def evaluate_pairs(rm: RewardModel, better: list[list[int]], worse: list[list[in
     rm.eval()
     margins = []
     for i in range(0, len(better), batch_size):
-        tb, lb = batch_rows(better[i:i + batch_size])
-        tw, lw = batch_rows(worse[i:i + batch_size])
+        tb, lb = batch_rows(better[i : i + batch_size])
+        tw, lw = batch_rows(worse[i : i + batch_size])
         margins.append(rm(tb, lb) - rm(tw, lw))
     m = torch.cat(margins)
     return float((m > 0).float().mean()), m
 
 
-def train_reward_model(rm: RewardModel, better: list[list[int]], worse: list[list[int]], steps: int,
-                       batch_size: int = 32, lr: float = 3e-4, seed: int = 0, log_every: int = 10,
-                       progress_desc: str = "reward model") -> list[dict]:
+def train_reward_model(
+    rm: RewardModel,
+    better: list[list[int]],
+    worse: list[list[int]],
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 3e-4,
+    seed: int = 0,
+    log_every: int = 10,
+    progress_desc: str = "reward model",
+) -> list[dict]:
     """AdamW on the Bradley–Terry loss over random minibatches of pairs; returns a history of dicts."""
     if len(better) != len(worse) or not better:
         raise ValueError("need the same, non-zero number of better and worse rows")
@@ -198,8 +207,10 @@ def load_reward_model(folder: str | Path) -> RewardModel:
         folder = folder / "reward_model"  # the run folder `minillama reward --out DIR` writes
     head = folder / HEAD_FILE
     if not head.is_file():
-        raise FileNotFoundError(f"{folder} has no {HEAD_FILE}: pass a folder written by save_reward_model "
-                                "(`minillama reward --out DIR` writes DIR/reward_model)")
+        raise FileNotFoundError(
+            f"{folder} has no {HEAD_FILE}: pass a folder written by save_reward_model "
+            "(`minillama reward --out DIR` writes DIR/reward_model)"
+        )
     rm = RewardModel(load_checkpoint(folder))
     rm.value_head.load_state_dict(load(head.read_bytes()))
     return rm.eval()

@@ -83,21 +83,43 @@ def task_examples(chat_format, tasks: list[T.Task], responses: list[str] | None 
     return [render(chat_format, t.messages(r, system=False)) for t, r in zip(tasks, responses)]
 
 
-def default_config(steps: int, lr: float = 3e-3, batch_size: int = 16, seq_len: int = 256, seed: int = 0,
-                   warmup: int | None = None, **kwargs):
+def default_config(
+    steps: int,
+    lr: float = 3e-3,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    seed: int = 0,
+    warmup: int | None = None,
+    **kwargs,
+):
     """The TrainConfig SFT uses: cosine from `lr` to lr/10, short warmup, light weight decay."""
-    return TrainConfig(max_steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=warmup if warmup is not None else
-                       max(1, min(50, steps // 10)), weight_decay=0.01, batch_size=batch_size, seq_len=seq_len,
-                       seed=seed, eval_every=0, **kwargs)
+    return TrainConfig(
+        max_steps=steps,
+        lr=lr,
+        min_lr=lr / 10,
+        warmup_steps=warmup if warmup is not None else max(1, min(50, steps // 10)),
+        weight_decay=0.01,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        eval_every=0,
+        **kwargs,
+    )
 
 
-def run_sft(model: Transformer, examples: list[Example], cfg, out_dir: str | Path | None = None,
-            progress: bool | None = None, val_examples: list[Example] | None = None):
+def run_sft(
+    model: Transformer,
+    examples: list[Example],
+    cfg,
+    out_dir: str | Path | None = None,
+    progress: bool | None = None,
+    val_examples: list[Example] | None = None,
+):
     """Fine-tune `model` in place on `examples` with the pre-training Trainer; returns the Trainer."""
     loader = DialogLoader(examples, cfg.seq_len, seed=cfg.seed)
     val = None
     if val_examples:
-        val = [pack_examples(val_examples[i:i + 64], cfg.seq_len).as_dict() for i in range(0, len(val_examples), 64)]
+        val = [pack_examples(val_examples[i : i + 64], cfg.seq_len).as_dict() for i in range(0, len(val_examples), 64)]
     trainer = train(model, loader, cfg, loss_fn=sft_loss, val_batches=val, out_dir=out_dir, progress=progress)
     model.eval()
     return trainer
@@ -114,5 +136,3 @@ def load_dialogs(path: str | Path, chat_format) -> list[Example]:
         except (KeyError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}:{i}: expected a JSON object with 'messages' ({err})") from None
     return out
-
-

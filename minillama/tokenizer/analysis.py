@@ -13,8 +13,9 @@ import tiktoken
 from minillama.tokenizer.pretokenize import LLAMA3_PATTERN
 
 
-def fast_encoding(ranks: dict[bytes, int], n_ranks: int | None = None, pattern: str = LLAMA3_PATTERN,
-                  name: str = "bpe"):
+def fast_encoding(
+    ranks: dict[bytes, int], n_ranks: int | None = None, pattern: str = LLAMA3_PATTERN, name: str = "bpe"
+):
     """A `tiktoken.Encoding` over the first `n_ranks` ranks (all of them by default), no special tokens."""
 
     if n_ranks is not None:
@@ -58,8 +59,14 @@ def plot_bytes_per_token(tables: dict[str, dict[str, dict[int, float]]], ax=None
         for name, curve in table.items():
             colour = colours.setdefault(name, f"C{len(colours)}")
             xs = sorted(curve)
-            ax.plot(xs, [curve[x] for x in xs], styles[k % len(styles)], color=colour, label=f"{name} ({label})",
-                    markersize=4)
+            ax.plot(
+                xs,
+                [curve[x] for x in xs],
+                styles[k % len(styles)],
+                color=colour,
+                label=f"{name} ({label})",
+                markersize=4,
+            )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("vocabulary size (ranks)")
     ax.set_ylabel("bytes per token")

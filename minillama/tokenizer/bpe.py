@@ -65,8 +65,10 @@ def check_ranks(ranks: dict[bytes, int]) -> None:
         raise ValueError("ranks must be the integers 0..n-1, each used once (a rank is a token id)")
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
-        raise ValueError(f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); byte-level BPE "
-                         "needs all 256 so that any text can be encoded")
+        raise ValueError(
+            f"ranks lack {len(missing)} single bytes (e.g. {bytes([missing[0]])!r}); byte-level BPE "
+            "needs all 256 so that any text can be encoded"
+        )
 
 
 # --------------------------------------------------------------------------------------------- merging one piece
@@ -170,8 +172,9 @@ class BPETokenizer:
         pattern: the pre-tokenization regex (default: Llama 3's).
     """
 
-    def __init__(self, ranks: dict[bytes, int], special_tokens: Sequence[str] = SPECIAL_TOKENS,
-                 pattern: str = LLAMA3_PATTERN):
+    def __init__(
+        self, ranks: dict[bytes, int], special_tokens: Sequence[str] = SPECIAL_TOKENS, pattern: str = LLAMA3_PATTERN
+    ):
         check_ranks(ranks)
         self.ranks: dict[bytes, int] = ranks
         self.pattern = pattern
@@ -199,8 +202,10 @@ class BPETokenizer:
         self.stop_tokens: list[int] = [i for i in (self.eos_id, self.eom_id, self.eot_id) if i is not None]
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n_words={self.n_words}, ranks={len(self.ranks)}, "
-                f"specials={len(self.special_tokens)})")
+        return (
+            f"{type(self).__name__}(n_words={self.n_words}, ranks={len(self.ranks)}, "
+            f"specials={len(self.special_tokens)})"
+        )
 
     # ------------------------------------------------------------------ save / load
 
@@ -224,8 +229,10 @@ class BPETokenizer:
             allowed = frozenset(allowed_special)
             unknown = allowed - self.special_tokens.keys()
             if unknown:
-                raise ValueError(f"allowed_special names unknown special tokens {sorted(unknown)[:3]}; "
-                                 "use names from tokenizer.special_tokens")
+                raise ValueError(
+                    f"allowed_special names unknown special tokens {sorted(unknown)[:3]}; "
+                    "use names from tokenizer.special_tokens"
+                )
         if disallowed_special == "all":
             disallowed = frozenset(self.special_tokens) - allowed
         else:
@@ -236,7 +243,8 @@ class BPETokenizer:
                     raise ValueError(
                         f"text contains the special token {token!r}, which is disallowed; pass "
                         "disallowed_special=() to encode it as plain text, or allowed_special={...} to encode it "
-                        "as a special token")
+                        "as a special token"
+                    )
         return allowed
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -271,9 +279,14 @@ class BPETokenizer:
             out.extend(self._encode_chunk(chunk, allowed))
         return out
 
-    def encode(self, text: str, bos: bool = False, eos: bool = False,
-               allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
-               disallowed_special: Literal["all"] | Collection[str] = ()) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        bos: bool = False,
+        eos: bool = False,
+        allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = (),
+    ) -> list[int]:
         """Token ids of `text`, with BOS / EOS if asked.
 
         Special-token text such as `"<|eot_id|>"` is encoded as ordinary text unless listed in `allowed_special`
@@ -284,8 +297,10 @@ class BPETokenizer:
             raise TypeError(f"encode expects a str, got {type(text).__name__}; decode bytes to str first")
         allowed = self._resolve_special(text, allowed_special, disallowed_special)
         if (bos and self.bos_id is None) or (eos and self.eos_id is None):
-            raise ValueError("this tokenizer has no <|begin_of_text|> / <|end_of_text|> special token; "
-                             "pass bos=False, eos=False or build it with Llama 3's special tokens")
+            raise ValueError(
+                "this tokenizer has no <|begin_of_text|> / <|end_of_text|> special token; "
+                "pass bos=False, eos=False or build it with Llama 3's special tokens"
+            )
         ids = self._encode_body(text, allowed, disallowed_special)
         if bos:
             ids.insert(0, self.bos_id)

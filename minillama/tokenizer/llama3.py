@@ -28,8 +28,10 @@ def llama3_model_path() -> Path:
         # optional ([dev] extra): only to find the tokenizer.model file it ships
         import llama_models.llama3 as pkg
     except ImportError as e:  # pragma: no cover - llama-models is a dev dependency
-        raise FileNotFoundError("the llama-models package is not installed (pip install llama-models); or pass "
-                                "the path of a tokenizer.model file to Llama3Tokenizer(path)") from e
+        raise FileNotFoundError(
+            "the llama-models package is not installed (pip install llama-models); or pass "
+            "the path of a tokenizer.model file to Llama3Tokenizer(path)"
+        ) from e
     return Path(pkg.__file__).resolve().parent / "tokenizer.model"
 
 
@@ -44,8 +46,12 @@ class Llama3Tokenizer(BPETokenizer):
         special_tokens: appended after the ranks (default: Llama 3's 256).
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, backend: str = "tiktoken",
-                 special_tokens: Sequence[str] = SPECIAL_TOKENS):
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        backend: str = "tiktoken",
+        special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    ):
         if backend not in ("tiktoken", "python"):
             raise ValueError(f"backend must be 'tiktoken' or 'python', got {backend!r}")
         self.path = Path(path) if path is not None else llama3_model_path()
@@ -53,9 +59,12 @@ class Llama3Tokenizer(BPETokenizer):
         self.backend = backend
         self.model = None
         if backend == "tiktoken":
-
-            self.model = tiktoken.Encoding(name=self.path.name, pat_str=self.pattern, mergeable_ranks=self.ranks,
-                                           special_tokens=self.special_tokens)
+            self.model = tiktoken.Encoding(
+                name=self.path.name,
+                pat_str=self.pattern,
+                mergeable_ranks=self.ranks,
+                special_tokens=self.special_tokens,
+            )
 
     @classmethod
     def get_instance(cls) -> Llama3Tokenizer:

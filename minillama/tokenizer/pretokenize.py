@@ -65,8 +65,10 @@ def split_long_runs(s: str, limit: int = MAX_NO_WHITESPACES_CHARS) -> list[str]:
     """
     if not _may_have_long_run(s, limit):
         return [s]
-    pattern = _LONG_RUN if limit == MAX_NO_WHITESPACES_CHARS else re.compile(
-        rf"(?<!\S)\S{{{limit + 1},}}|(?<!\s)\s{{{limit + 1},}}"
+    pattern = (
+        _LONG_RUN
+        if limit == MAX_NO_WHITESPACES_CHARS
+        else re.compile(rf"(?<!\S)\S{{{limit + 1},}}|(?<!\s)\s{{{limit + 1},}}")
     )
     cuts = []
     for m in pattern.finditer(s):

@@ -171,8 +171,13 @@ def learn_merges(pieces: Counter, n_ranks: int, verbose: bool = False) -> tuple[
     return vocab, merges
 
 
-def train_bpe(text, vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOKENS,
-              pattern: str = LLAMA3_PATTERN, verbose: bool = False) -> BPETokenizer:
+def train_bpe(
+    text,
+    vocab_size: int,
+    special_tokens: Sequence[str] = SPECIAL_TOKENS,
+    pattern: str = LLAMA3_PATTERN,
+    verbose: bool = False,
+) -> BPETokenizer:
     """Learn a byte-level BPE with `vocab_size` tokens in all, special tokens included.
 
     `train_bpe(corpus, 8192)` is the course tokenizer: 256 single bytes + 7,680 merges = 7,936 ranks, then Llama 3's
@@ -191,13 +196,18 @@ def train_bpe(text, vocab_size: int, special_tokens: Sequence[str] = SPECIAL_TOK
     special_tokens = tuple(special_tokens)
     n_ranks = vocab_size - len(special_tokens)
     if n_ranks < 256:
-        raise ValueError(f"vocab_size={vocab_size} leaves {n_ranks} ranks after {len(special_tokens)} special "
-                         f"tokens; byte-level BPE needs at least 256, so use vocab_size >= {256 + len(special_tokens)}")
+        raise ValueError(
+            f"vocab_size={vocab_size} leaves {n_ranks} ranks after {len(special_tokens)} special "
+            f"tokens; byte-level BPE needs at least 256, so use vocab_size >= {256 + len(special_tokens)}"
+        )
 
     vocab, merges = learn_merges(count_pieces(text, pattern), n_ranks, verbose=verbose)
     if len(vocab) < n_ranks:
-        warnings.warn(f"the corpus ran out of pairs after {len(vocab)} ranks (asked for {n_ranks}); n_words is "
-                      f"{len(vocab) + len(special_tokens)}, not {vocab_size}: train on more text", stacklevel=2)
+        warnings.warn(
+            f"the corpus ran out of pairs after {len(vocab)} ranks (asked for {n_ranks}); n_words is "
+            f"{len(vocab) + len(special_tokens)}, not {vocab_size}: train on more text",
+            stacklevel=2,
+        )
     tok = BPETokenizer({t: i for i, t in enumerate(vocab)}, special_tokens=special_tokens, pattern=pattern)
     tok.merges = merges
     return tok

@@ -64,8 +64,15 @@ class TransformerModel:
     return the text with the stop token that ended it written out (so the parser sees the same string Meta's would:
     eom means the model waits for a tool, eot that it is done)."""
 
-    def __init__(self, model, chat_format: ChatFormat, max_new_tokens: int = 128, temperature: float = 0.0,
-                 tool_prompt_format: str = "json", seed: int | None = None):
+    def __init__(
+        self,
+        model,
+        chat_format: ChatFormat,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        tool_prompt_format: str = "json",
+        seed: int | None = None,
+    ):
         self.model, self.chat_format = model, chat_format
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
         self.tool_prompt_format = tool_prompt_format
@@ -79,8 +86,15 @@ class TransformerModel:
             return ""  # no room left: parsed as out_of_tokens with empty content
         was_training = self.model.training
         self.model.eval()
-        new, ended_by = generate(self.model, [prompt], budget, temperature=self.temperature,
-                                 stop_tokens=(cf.eot_id, cf.eom_id), seed=self.seed, return_stop=True)
+        new, ended_by = generate(
+            self.model,
+            [prompt],
+            budget,
+            temperature=self.temperature,
+            stop_tokens=(cf.eot_id, cf.eom_id),
+            seed=self.seed,
+            return_stop=True,
+        )
         self.model.train(was_training)
         return cf.tokenizer.decode(new[0] + ([ended_by[0]] if ended_by[0] is not None else []))
 
@@ -114,8 +128,12 @@ class Agent:
         """The opening messages: the tools system prompt, custom tool instructions (if any), the user's request."""
         messages = [{"role": "system", "content": system if system is not None else self.toolbox.system_prompt()}]
         if self.toolbox.registry.names():
-            messages.append({"role": "user", "content": custom_tools_prompt(self.toolbox.registry.definitions(),
-                                                                             custom_tools_format)})
+            messages.append(
+                {
+                    "role": "user",
+                    "content": custom_tools_prompt(self.toolbox.registry.definitions(), custom_tools_format),
+                }
+            )
         messages.append({"role": "user", "content": user})
         return messages
 
@@ -124,11 +142,20 @@ class Agent:
         assistant ended its turn without a tool call)."""
         text = self.model(messages)
         parsed = parse_assistant_text(text)
-        assistant = {"role": "assistant", "content": parsed["content"], "tool_calls": parsed["tool_calls"],
-                     "stop_reason": "end_of_message" if parsed["stop_reason"] == "end_of_message" else "end_of_turn"}
+        assistant = {
+            "role": "assistant",
+            "content": parsed["content"],
+            "tool_calls": parsed["tool_calls"],
+            "stop_reason": "end_of_message" if parsed["stop_reason"] == "end_of_message" else "end_of_turn",
+        }
         messages.append(assistant)
-        record = {"text": text, "tool_calls": parsed["tool_calls"], "results": [], "error": parsed["error"],
-                  "done": False}
+        record = {
+            "text": text,
+            "tool_calls": parsed["tool_calls"],
+            "results": [],
+            "error": parsed["error"],
+            "done": False,
+        }
         if parsed["error"] is not None and not parsed["tool_calls"]:
             body = format_tool_result("failed", stderr="Could not read the tool call: " + parsed["error"]["message"])
             messages.append({"role": "ipython", "content": body})
@@ -136,15 +163,21 @@ class Agent:
         elif parsed["tool_calls"]:
             for call in parsed["tool_calls"]:
                 if parsed["error"] is not None:  # recognised but unusable arguments
-                    out = {"ok": False, "content": format_tool_result("failed", stderr=parsed["error"]["message"]),
-                           "error": parsed["error"]}
+                    out = {
+                        "ok": False,
+                        "content": format_tool_result("failed", stderr=parsed["error"]["message"]),
+                        "error": parsed["error"],
+                    }
                 else:
                     out = self.toolbox.execute(call)
                 messages.append({"role": "ipython", "content": out["content"]})
                 record["results"].append(out)
         elif parsed["stop_reason"] == "end_of_message":
-            body = format_tool_result("failed", stderr="You ended the message with <|eom_id|> but made no tool "
-                                                       "call; call a tool or end your turn with <|eot_id|>.")
+            body = format_tool_result(
+                "failed",
+                stderr="You ended the message with <|eom_id|> but made no tool "
+                "call; call a tool or end your turn with <|eot_id|>.",
+            )
             messages.append({"role": "ipython", "content": body})
             record["results"].append({"ok": False, "content": body, "error": tool_error("no_call", body)})
         else:
@@ -160,8 +193,9 @@ class Agent:
             steps.append(record)
             if record["done"]:
                 return AgentResult(messages, messages[-1]["content"], "answered", steps)
-        return AgentResult(messages, messages[-1]["content"] if messages[-1]["role"] == "assistant" else "",
-                           "step_limit", steps)
+        return AgentResult(
+            messages, messages[-1]["content"] if messages[-1]["role"] == "assistant" else "", "step_limit", steps
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -196,5 +230,3 @@ def format_transcript(messages: list[dict], skip_system: bool = True, width: int
 # ----------------------------------------------------------------------------------------------------------------
 # CLI: minillama chat
 # ----------------------------------------------------------------------------------------------------------------
-
-

@@ -44,23 +44,29 @@ for region, total in sorted(totals.items(), key=lambda kv: -kv[1]):
 def _csv_explanation(messages: list[dict]) -> str:
     """The scripted model's last turn: read the fixed script's output and explain the result and the error."""
     output = messages[-1]["content"]
-    totals = [line.split(": ") for line in output.split("[stdout]")[-1].split("[/stdout]")[0].splitlines()
-              if ": " in line and not line.startswith("columns")]
+    totals = [
+        line.split(": ")
+        for line in output.split("[stdout]")[-1].split("[/stdout]")[0].splitlines()
+        if ": " in line and not line.startswith("columns")
+    ]
     totals = [t for t in totals if len(t) == 2] if "[stdout]" in output else []
     if not totals:  # the fixed script did not print totals (e.g. the sandbox could not start): say so, do not crash
         return f"The corrected script did not print the totals; the tool said:\n{output.strip()[:500]}<|eot_id|>"
     best, amount = totals[0]
     listing = ", ".join(f"{r} {a}" for r, a in totals)
-    return (f"Revenue by region: {listing}. {best.capitalize()} leads with {amount}. My first script failed with "
-            "KeyError: 'revenue' because the file has no revenue column; the money is in `amount`, stored as "
-            "text, so the fix reads `amount` and converts it with float() before adding.<|eot_id|>")
+    return (
+        f"Revenue by region: {listing}. {best.capitalize()} leads with {amount}. My first script failed with "
+        "KeyError: 'revenue' because the file has no revenue column; the money is in `amount`, stored as "
+        "text, so the fix reads `amount` and converts it with float() before adding.<|eot_id|>"
+    )
 
 
 def csv_demo(max_steps: int = 6, **sandbox_kwargs) -> AgentResult:
     """The course's running example with a scripted model: the first script fails, the second fixes it, the
     answer explains. The CSV is copied into the sandbox's private working directory."""
-    model = ScriptedModel([f"<|python_tag|>{CSV_FIRST_TRY}<|eom_id|>", f"<|python_tag|>{CSV_FIX}<|eom_id|>",
-                           _csv_explanation])
+    model = ScriptedModel(
+        [f"<|python_tag|>{CSV_FIRST_TRY}<|eom_id|>", f"<|python_tag|>{CSV_FIX}<|eom_id|>", _csv_explanation]
+    )
     with Toolbox(builtin=("code_interpreter",), files={"sales.csv": SALES_CSV}, **sandbox_kwargs) as toolbox:
         agent = Agent(model, toolbox, max_steps=max_steps)
         return agent.run("Which region brought in the most revenue in sales.csv? Show the totals.")

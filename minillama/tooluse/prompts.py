@@ -23,8 +23,15 @@ __all__ = ["builtin_system_prompt", "custom_tools_prompt", "python_list_system_p
 KNOWLEDGE_CUTOFF = "December 2023"
 
 #: JSON-schema type -> the Python type name Meta's `ToolParamDefinition.param_type` uses.
-_PARAM_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "array": "list",
-                "object": "dict", "null": "None"}
+_PARAM_TYPES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+    "null": "None",
+}
 
 BUILTIN_NAMES = ("brave_search", "wolfram_alpha", "photogen", "code_interpreter")
 
@@ -37,8 +44,9 @@ def _format_date(day: _dt.date | str | None) -> str:
     return day.strftime("%d %B %Y")
 
 
-def builtin_system_prompt(builtin_tools=("code_interpreter",), today: _dt.date | str | None = None,
-                          instruction: str = "") -> str:
+def builtin_system_prompt(
+    builtin_tools=("code_interpreter",), today: _dt.date | str | None = None, instruction: str = ""
+) -> str:
     """The system message that turns tools on.
 
     `Environment: ipython` (for any built-in tool; it also enables the code interpreter), then `Tools: a, b` naming
@@ -54,8 +62,10 @@ def builtin_system_prompt(builtin_tools=("code_interpreter",), today: _dt.date |
     """
     unknown = [t for t in builtin_tools if t not in BUILTIN_NAMES]
     if unknown:
-        raise ValueError(f"unknown built-in tools {unknown}; built-ins are {BUILTIN_NAMES} (register other "
-                         "functions as custom tools)")
+        raise ValueError(
+            f"unknown built-in tools {unknown}; built-ins are {BUILTIN_NAMES} (register other "
+            "functions as custom tools)"
+        )
     text = ""
     if builtin_tools:
         named = [t for t in builtin_tools if t != "code_interpreter"]
@@ -77,34 +87,41 @@ def _json_block(tool: dict) -> str:
     props, required = _properties(tool)
     items = []
     for name, spec in props.items():
-        items.append('                {\n'
-                     f'                    "{name}": {{\n'
-                     '                        "type": "object",\n'
-                     f'                        "description": "{spec.get("description", "")}"\n'
-                     '                    }\n'
-                     '                }')
-    return ('{\n'
-            '    "type": "function",\n'
-            '    "function": {\n'
-            f'        "name": "{tool["name"]}",\n'
-            f'        "description": "{tool.get("description", "")}",\n'
-            '        "parameters": {\n'
-            '            "type": "object",\n'
-            '            "properties": [\n'
-            + ",\n".join(items) + '\n'
-            '            ],\n'
-            f'            "required": {json.dumps(required)}\n'
-            '        }\n'
-            '    }\n'
-            '}')
+        items.append(
+            "                {\n"
+            f'                    "{name}": {{\n'
+            '                        "type": "object",\n'
+            f'                        "description": "{spec.get("description", "")}"\n'
+            "                    }\n"
+            "                }"
+        )
+    return (
+        "{\n"
+        '    "type": "function",\n'
+        '    "function": {\n'
+        f'        "name": "{tool["name"]}",\n'
+        f'        "description": "{tool.get("description", "")}",\n'
+        '        "parameters": {\n'
+        '            "type": "object",\n'
+        '            "properties": [\n' + ",\n".join(items) + "\n"
+        "            ],\n"
+        f'            "required": {json.dumps(required)}\n'
+        "        }\n"
+        "    }\n"
+        "}"
+    )
 
 
 def _function_tag_block(tool: dict) -> str:
     props, required = _properties(tool)
-    params = {name: {"description": spec.get("description", ""),
-                     "param_type": spec.get("param_type", _PARAM_TYPES.get(spec.get("type", "string"), "str")),
-                     "required": name in required}
-              for name, spec in props.items()}
+    params = {
+        name: {
+            "description": spec.get("description", ""),
+            "param_type": spec.get("param_type", _PARAM_TYPES.get(spec.get("type", "string"), "str")),
+            "required": name in required,
+        }
+        for name, spec in props.items()
+    }
     desc = tool.get("description", "")
     spec = json.dumps({"name": tool["name"], "description": desc, "parameters": params})
     return f"Use the function '{tool['name']}' to '{desc}':\n{spec}\n"
@@ -131,19 +148,23 @@ def custom_tools_prompt(tools: list[dict], tool_prompt_format: str = "json") -> 
         if not isinstance(tool, dict) or "name" not in tool:
             raise ValueError(f"a tool definition is a dict with 'name', 'description', 'parameters'; got {tool!r}")
     if tool_prompt_format == "json":
-        return ("Answer the user's question by making use of the following functions if needed.\n"
-                "If none of the function can be used, please say so.\n"
-                "Here is a list of functions in JSON format:\n"
-                + "\n".join(_json_block(t) for t in tools)
-                + "\n\nReturn function calls in JSON format.")
+        return (
+            "Answer the user's question by making use of the following functions if needed.\n"
+            "If none of the function can be used, please say so.\n"
+            "Here is a list of functions in JSON format:\n"
+            + "\n".join(_json_block(t) for t in tools)
+            + "\n\nReturn function calls in JSON format."
+        )
     if tool_prompt_format == "function_tag":
-        return ("You have access to the following functions:\n\n"
-                + "\n".join(_function_tag_block(t) for t in tools)
-                + "\n" + _FUNCTION_TAG_RULES)
+        return (
+            "You have access to the following functions:\n\n"
+            + "\n".join(_function_tag_block(t) for t in tools)
+            + "\n"
+            + _FUNCTION_TAG_RULES
+        )
     if tool_prompt_format == "python_list":
         return python_list_system_prompt(tools)
-    raise ValueError(f"unknown tool_prompt_format {tool_prompt_format!r}; use 'json', 'function_tag' or "
-                     "'python_list'")
+    raise ValueError(f"unknown tool_prompt_format {tool_prompt_format!r}; use 'json', 'function_tag' or 'python_list'")
 
 
 def python_list_system_prompt(tools: list[dict]) -> str:
@@ -152,11 +173,18 @@ def python_list_system_prompt(tools: list[dict]) -> str:
     Our own wording in the spirit of Meta's `PythonListCustomToolGenerator` ("You are an expert in composing
     functions. ..."); it is not pinned token for token like the 3.1 prompts above.
     """
-    listing = json.dumps([{"name": t["name"], "description": t.get("description", ""),
-                           "parameters": t.get("parameters", {})} for t in tools], indent=4)
-    return ("You are an expert in composing functions. You are given a question and a set of possible functions.\n"
-            "Based on the question, make one or more function calls to achieve the purpose.\n"
-            "If none of the functions can be used, say so. If the question lacks required parameters, say so.\n"
-            "Answer with function calls only, in the form [func_name1(param1=value1, param2=value2), "
-            "func_name2(param=value)], and nothing else.\n\n"
-            f"Here is the list of functions in JSON format:\n{listing}\n")
+    listing = json.dumps(
+        [
+            {"name": t["name"], "description": t.get("description", ""), "parameters": t.get("parameters", {})}
+            for t in tools
+        ],
+        indent=4,
+    )
+    return (
+        "You are an expert in composing functions. You are given a question and a set of possible functions.\n"
+        "Based on the question, make one or more function calls to achieve the purpose.\n"
+        "If none of the functions can be used, say so. If the question lacks required parameters, say so.\n"
+        "Answer with function calls only, in the form [func_name1(param1=value1, param2=value2), "
+        "func_name2(param=value)], and nothing else.\n\n"
+        f"Here is the list of functions in JSON format:\n{listing}\n"
+    )

@@ -27,8 +27,13 @@ class Toolbox:
     call returns that refusal as a `failed` message, unless `allow_weak_isolation=True` is passed.
     """
 
-    def __init__(self, builtin=("code_interpreter", "wolfram_alpha", "brave_search"),
-                 registry: ToolRegistry | None = None, files: dict | None = None, **sandbox_kwargs):
+    def __init__(
+        self,
+        builtin=("code_interpreter", "wolfram_alpha", "brave_search"),
+        registry: ToolRegistry | None = None,
+        files: dict | None = None,
+        **sandbox_kwargs,
+    ):
         unknown = [t for t in builtin if t not in BUILTIN_TOOLS]
         if unknown:
             raise ValueError(f"unknown built-in tools {unknown}; choose from {BUILTIN_TOOLS}")
@@ -63,8 +68,12 @@ class Toolbox:
         name, args = call.get("tool_name"), call.get("arguments")
         if name in BUILTIN_TOOLS:
             if name not in self.builtin:
-                return tool_error("unknown_tool", f"the built-in tool {name} is not enabled here; enabled: "
-                                                  f"{', '.join(self.builtin + tuple(self.registry.names()))}", name)
+                return tool_error(
+                    "unknown_tool",
+                    f"the built-in tool {name} is not enabled here; enabled: "
+                    f"{', '.join(self.builtin + tuple(self.registry.names()))}",
+                    name,
+                )
             key = "code" if name == "code_interpreter" else "query"
             if not isinstance(args, dict) or not isinstance(args.get(key), str):
                 return tool_error("missing_argument", f"{name} needs a string argument {key!r}", name)
@@ -84,17 +93,28 @@ class Toolbox:
             try:
                 sandbox = self.sandbox
             except SandboxRefused as exc:  # no OS isolation here and no opt-in: the model reads why
-                return {"ok": False, "content": format_tool_result("failed", stderr=str(exc)),
-                        "error": tool_error("sandbox_refused", str(exc), name)}
+                return {
+                    "ok": False,
+                    "content": format_tool_result("failed", stderr=str(exc)),
+                    "error": tool_error("sandbox_refused", str(exc), name),
+                }
             result = sandbox.run(args["code"])
-            return {"ok": result.ok, "content": result.as_tool_message(), "error": None if result.ok else
-                    tool_error("code_failed", result.message or "the code raised an exception", name)}
+            return {
+                "ok": result.ok,
+                "content": result.as_tool_message(),
+                "error": None
+                if result.ok
+                else tool_error("code_failed", result.message or "the code raised an exception", name),
+            }
         if name == "wolfram_alpha":
             out = calculate(args["query"])
             if out["ok"]:
                 return {"ok": True, "content": out["result"], "error": None}
-            return {"ok": False, "content": format_tool_result("failed", stderr=out["error"]["message"]),
-                    "error": out["error"]}
+            return {
+                "ok": False,
+                "content": format_tool_result("failed", stderr=out["error"]["message"]),
+                "error": out["error"],
+            }
         if name == "brave_search":
             return {"ok": True, "content": brave_search(args["query"]), "error": None}
         if name == "photogen":
@@ -105,5 +125,8 @@ class Toolbox:
             result = out["result"]
             text = result if isinstance(result, str) else json.dumps(result)
             return {"ok": True, "content": text, "error": None}
-        return {"ok": False, "content": format_tool_result("failed", stderr=out["error"]["message"]),
-                "error": out["error"]}
+        return {
+            "ok": False,
+            "content": format_tool_result("failed", stderr=out["error"]["message"]),
+            "error": out["error"],
+        }

@@ -55,16 +55,46 @@ from minillama.tooluse.toolbox import Toolbox
 from minillama.tooluse.tools.calculator import calculate
 from minillama.train import train
 
-__all__ = ["ToolTask", "make_tasks", "task_dialog", "training_dialogs", "train_tool_model", "evaluate_tool_use",
-           "TOOLS_ON", "TOOLS_OFF"]
+__all__ = [
+    "ToolTask",
+    "make_tasks",
+    "task_dialog",
+    "training_dialogs",
+    "train_tool_model",
+    "evaluate_tool_use",
+    "TOOLS_ON",
+    "TOOLS_OFF",
+]
 
 TODAY = "21 September 2024"
 #: The two system prompts: tools on (code interpreter + calculator) and off (dates only).
 TOOLS_ON = builtin_system_prompt(("code_interpreter", "wolfram_alpha"), TODAY)
 TOOLS_OFF = builtin_system_prompt((), TODAY)
 
-NAMES = ("Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Dennis", "Margaret", "Edsger", "Donald", "Frances",
-         "John", "Radia", "Guido", "Bjarne", "Yann", "Geoffrey", "Fei", "Andrej", "Ilya", "Oriol", "Noam")
+NAMES = (
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Barbara",
+    "Ken",
+    "Dennis",
+    "Margaret",
+    "Edsger",
+    "Donald",
+    "Frances",
+    "John",
+    "Radia",
+    "Guido",
+    "Bjarne",
+    "Yann",
+    "Geoffrey",
+    "Fei",
+    "Andrej",
+    "Ilya",
+    "Oriol",
+    "Noam",
+)
 
 
 @dataclass
@@ -83,13 +113,18 @@ class ToolTask:
 
 def _calc_task(rng: random.Random) -> ToolTask:
     a, b, c = rng.randint(10, 99), rng.randint(10, 99), rng.randint(2, 9)
-    expr = rng.choice([f"{a} * {b}", f"{a} * {b} + {c}", f"{a} * {b} - {c}", f"({a} + {b}) * {c}",
-                       f"{a} * {b} * {c}"])
+    expr = rng.choice([f"{a} * {b}", f"{a} * {b} + {c}", f"{a} * {b} - {c}", f"({a} + {b}) * {c}", f"{a} * {b} * {c}"])
     template = rng.choice(["What is {e}?", "Compute {e}.", "How much is {e}?", "Calculate {e}.", "{e} = ?"])
     out = calculate(expr)
     assert out["ok"], out
-    return ToolTask("calc", template.format(e=expr), {"tool_name": "wolfram_alpha", "arguments": {"query": expr}},
-                    out["result"], f"The answer is {out['result']}.", out["result"])
+    return ToolTask(
+        "calc",
+        template.format(e=expr),
+        {"tool_name": "wolfram_alpha", "arguments": {"query": expr}},
+        out["result"],
+        f"The answer is {out['result']}.",
+        out["result"],
+    )
 
 
 def _code_task(rng: random.Random) -> ToolTask:
@@ -107,9 +142,14 @@ def _code_task(rng: random.Random) -> ToolTask:
         prompt, code = f"What is the sum of the numbers from {lo} to {hi}?", f"print(sum(range({lo}, {hi} + 1)))"
     stdout = _run_trusted(code)
 
-    return ToolTask("code", prompt, {"tool_name": "code_interpreter", "arguments": {"code": code}},
-                    format_tool_result("completed", stdout=stdout), f"The answer is {stdout.strip()}.",
-                    stdout.strip())
+    return ToolTask(
+        "code",
+        prompt,
+        {"tool_name": "code_interpreter", "arguments": {"code": code}},
+        format_tool_result("completed", stdout=stdout),
+        f"The answer is {stdout.strip()}.",
+        stdout.strip(),
+    )
 
 
 def _run_trusted(code: str) -> str:
@@ -122,12 +162,14 @@ def _run_trusted(code: str) -> str:
 
 def _chat_task(rng: random.Random) -> ToolTask:
     name = rng.choice(NAMES)
-    prompt, answer = rng.choice([
-        (f"Hello, I am {name}.", f"Hello {name}! How can I help you today?"),
-        (f"My name is {name}.", f"Nice to meet you, {name}!"),
-        (f"Thank you, this is {name}.", f"You are welcome, {name}!"),
-        (f"Hi! {name} here.", f"Hi {name}! What can I do for you?"),
-    ])
+    prompt, answer = rng.choice(
+        [
+            (f"Hello, I am {name}.", f"Hello {name}! How can I help you today?"),
+            (f"My name is {name}.", f"Nice to meet you, {name}!"),
+            (f"Thank you, this is {name}.", f"You are welcome, {name}!"),
+            (f"Hi! {name} here.", f"Hi {name}! What can I do for you?"),
+        ]
+    )
     return ToolTask("chat", prompt, None, "", answer, name)
 
 
@@ -158,18 +200,24 @@ def _task_key(task: ToolTask) -> str:
 def _train_prompts(seed: int) -> set:
     if seed not in _TRAIN_PROMPTS:
         rng = random.Random(f"train-{seed}")
-        _TRAIN_PROMPTS[seed] = {_task_key(rng.choices((_calc_task, _code_task, _chat_task), weights=(0.4, 0.4, 0.2))[0](
-            rng)) for _ in range(20_000)}
+        _TRAIN_PROMPTS[seed] = {
+            _task_key(rng.choices((_calc_task, _code_task, _chat_task), weights=(0.4, 0.4, 0.2))[0](rng))
+            for _ in range(20_000)
+        }
     return _TRAIN_PROMPTS[seed]
 
 
 def task_dialog(task: ToolTask, tools: bool = True) -> list[dict]:
     """The finished training dialog for a task, with tools on (call, result, answer) or off (direct answer)."""
-    messages = [{"role": "system", "content": TOOLS_ON if tools else TOOLS_OFF},
-                {"role": "user", "content": task.prompt}]
+    messages = [
+        {"role": "system", "content": TOOLS_ON if tools else TOOLS_OFF},
+        {"role": "user", "content": task.prompt},
+    ]
     if tools and task.call is not None:
-        messages += [{"role": "assistant", "content": "", "tool_calls": [task.call], "stop_reason": "end_of_message"},
-                     {"role": "ipython", "content": task.tool_output}]
+        messages += [
+            {"role": "assistant", "content": "", "tool_calls": [task.call], "stop_reason": "end_of_message"},
+            {"role": "ipython", "content": task.tool_output},
+        ]
     messages.append({"role": "assistant", "content": task.answer, "stop_reason": "end_of_turn"})
     return messages
 
@@ -186,10 +234,20 @@ def training_dialogs(tasks: list[ToolTask], tools_off_share: float = 0.25, seed:
 # ----------------------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------------------
-def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, batch_size: int = 8,
-                     seq_len: int = 256, init: str | None = "fresh", seed: int = 0, out_dir: str | Path | None = None,
-                     chat_format=None, model_args: dict | None = None, progress: bool | None = None,
-                     log_every: int = 0):
+def train_tool_model(
+    n_train: int = 6000,
+    steps: int = 1400,
+    lr: float = 4e-3,
+    batch_size: int = 8,
+    seq_len: int = 256,
+    init: str | None = "fresh",
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    chat_format=None,
+    model_args: dict | None = None,
+    progress: bool | None = None,
+    log_every: int = 0,
+):
     """SFT a small model on synthetic tool dialogs. Returns (model, chat_format, trainer).
 
     `init`: a checkpoint folder, "fresh" (default: a 128-wide, 4-layer model with tied embeddings, ~1.9M
@@ -214,12 +272,21 @@ def train_tool_model(n_train: int = 6000, steps: int = 1400, lr: float = 4e-3, b
     cfg = default_config(steps, lr, batch_size, seq_len, seed)
     callbacks = []
     if log_every:
+
         def log(tr, record):
             if record["step"] % log_every == 0 or record["step"] == steps:
                 print(f"step {record['step']:>5}  loss {record['loss']:.3f}  {tr.wall_s:.0f} s", flush=True)
+
         callbacks.append(log)
-    trainer = train(model, DialogLoader(examples, seq_len, seed=seed), cfg, loss_fn=sft_loss, out_dir=out_dir,
-                    progress=progress, callbacks=callbacks)
+    trainer = train(
+        model,
+        DialogLoader(examples, seq_len, seed=seed),
+        cfg,
+        loss_fn=sft_loss,
+        out_dir=out_dir,
+        progress=progress,
+        callbacks=callbacks,
+    )
     model.eval()
     return model, chat_format, trainer
 
@@ -231,8 +298,15 @@ def _expected_tool(task: ToolTask) -> str | None:
     return task.call["tool_name"] if task.call else None
 
 
-def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens: int = 64, max_steps: int = 3,
-                      sandbox_timeout_s: float = 5.0, examples: int = 3) -> dict:
+def evaluate_tool_use(
+    model,
+    chat_format,
+    tasks: list[ToolTask],
+    max_new_tokens: int = 64,
+    max_steps: int = 3,
+    sandbox_timeout_s: float = 5.0,
+    examples: int = 3,
+) -> dict:
     """Held-out metrics (see the module docstring) and a few transcripts.
 
     `model`: our `Transformer` (run greedily through `agent.TransformerModel`) or any callable `messages -> text`.
@@ -245,8 +319,7 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
     counts = {"tool_requests": 0, "well_formed": 0, "right_tool": 0, "answered_with": 0, "answered_without": 0}
     by_kind: dict[str, list[int]] = {"calc": [0, 0, 0], "code": [0, 0, 0]}  # n, right with tools, right without
     transcripts = []
-    with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s,
-                 memory_mb=512) as toolbox:
+    with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s, memory_mb=512) as toolbox:
         for task in tasks:
             first = lm([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
             parsed = parse_assistant_text(first)
@@ -263,8 +336,9 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
             result = agent.run([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
             ok_with = result.stop == "answered" and task.result in result.answer
             counts["answered_with"] += ok_with
-            direct = parse_assistant_text(lm([{"role": "system", "content": TOOLS_OFF},
-                                              {"role": "user", "content": task.prompt}]))
+            direct = parse_assistant_text(
+                lm([{"role": "system", "content": TOOLS_OFF}, {"role": "user", "content": task.prompt}])
+            )
             counts["answered_without"] += task.result in direct["content"]
             kind = by_kind[task.kind]
             kind[0] += 1
@@ -274,13 +348,16 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
                 transcripts.append(format_transcript(result.messages))
     n_tool = max(1, counts["tool_requests"])
     return {
-        "n": len(tasks), "tool_requests": counts["tool_requests"],
+        "n": len(tasks),
+        "tool_requests": counts["tool_requests"],
         "well_formed": counts["well_formed"] / n_tool,
         "right_tool": counts["right_tool"] / max(1, len(tasks)),
         "accuracy_with_tools": counts["answered_with"] / n_tool,
         "accuracy_without_tools": counts["answered_without"] / n_tool,
-        "by_kind": {k: {"n": n, "with_tools": w / max(1, n), "without_tools": wo / max(1, n)}
-                    for k, (n, w, wo) in by_kind.items()},
+        "by_kind": {
+            k: {"n": n, "with_tools": w / max(1, n), "without_tools": wo / max(1, n)}
+            for k, (n, w, wo) in by_kind.items()
+        },
         "transcripts": transcripts,
     }
 
@@ -288,5 +365,3 @@ def evaluate_tool_use(model, chat_format, tasks: list[ToolTask], max_new_tokens:
 # ----------------------------------------------------------------------------------------------------------------
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
-
-

@@ -16,8 +16,14 @@ from minillama.train.recipe import TrainConfig, batch_rows_at
 __all__ = ["plot_loss", "plot_schedules"]
 
 
-def plot_loss(history: Sequence[dict], val_history: Sequence[dict] = (), ax=None, x: str = "tokens",
-              label: str = "train", baseline: float | None = None):
+def plot_loss(
+    history: Sequence[dict],
+    val_history: Sequence[dict] = (),
+    ax=None,
+    x: str = "tokens",
+    label: str = "train",
+    baseline: float | None = None,
+):
     """Training loss (and validation points) against tokens seen; returns the figure."""
     if ax is None:
         fig = Figure(figsize=(6, 3.5))
@@ -28,7 +34,7 @@ def plot_loss(history: Sequence[dict], val_history: Sequence[dict] = (), ax=None
     ax.plot(xs, losses, lw=0.6 if k > 1 else 1.2, alpha=0.35 if k > 1 else 0.9, label=f"{label} (per step)")
     if k > 1:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(xs[k - 1:], smooth, lw=1.5, label=f"{label} (mean of {k})")
+        ax.plot(xs[k - 1 :], smooth, lw=1.5, label=f"{label} (mean of {k})")
     if val_history:
         ax.plot([r[x] for r in val_history], [r["val_loss"] for r in val_history], "o-", ms=3, label="validation")
     if baseline is not None:

@@ -22,12 +22,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["lr_schedule", "batch_rows_at", "steps_for_tokens", "default_ramp", "adamw_step", "clip_grad_norm",
-           "make_adamw", "lm_loss", "evaluate", "TrainConfig"]
+__all__ = [
+    "lr_schedule",
+    "batch_rows_at",
+    "steps_for_tokens",
+    "default_ramp",
+    "adamw_step",
+    "clip_grad_norm",
+    "make_adamw",
+    "lm_loss",
+    "evaluate",
+    "TrainConfig",
+]
 
 
-def lr_schedule(step: int, max_lr: float, min_lr: float, warmup_steps: int, max_steps: int,
-                schedule: str = "cosine") -> float:
+def lr_schedule(
+    step: int, max_lr: float, min_lr: float, warmup_steps: int, max_steps: int, schedule: str = "cosine"
+) -> float:
     """Learning rate of optimizer step `step` (0-based).
 
     * warmup: ``max_lr · (step + 1) / warmup_steps`` for ``step < warmup_steps``;
@@ -61,9 +72,17 @@ def batch_rows_at(tokens_seen: int, ramp: Sequence[tuple[int, int]]) -> int:
 
 
 @torch.no_grad()
-def adamw_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: float,
-               betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-               weight_decay: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+def adamw_step(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One AdamW update (Loshchilov & Hutter), written out; `step` counts from 1. Returns new
     (param, exp_avg, exp_avg_sq). The trainer uses `torch.optim.AdamW`, which computes the same thing fused.
 
@@ -75,8 +94,8 @@ def adamw_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
     param = param * (1 - lr * weight_decay)
     exp_avg = beta1 * exp_avg + (1 - beta1) * grad
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
-    m_hat = exp_avg / (1 - beta1 ** step)
-    v_hat = exp_avg_sq / (1 - beta2 ** step)
+    m_hat = exp_avg / (1 - beta1**step)
+    v_hat = exp_avg_sq / (1 - beta2**step)
     return param - lr * m_hat / (v_hat.sqrt() + eps), exp_avg, exp_avg_sq
 
 
@@ -95,8 +114,10 @@ def make_adamw(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[str], tor
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [(n, p) for n, p in named if p.ndim >= 2]
     no_decay = [(n, p) for n, p in named if p.ndim < 2]
-    groups = [{"params": [p for _, p in decay], "weight_decay": cfg.weight_decay},
-              {"params": [p for _, p in no_decay], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for _, p in decay], "weight_decay": cfg.weight_decay},
+        {"params": [p for _, p in no_decay], "weight_decay": 0.0},
+    ]
     kwargs = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     try:
         opt = torch.optim.AdamW(groups, fused=True, **kwargs)
@@ -168,8 +189,10 @@ class TrainConfig:
         micro = self.micro_batch_size
         for _, rows in self.ramp:
             if rows < 1 or (micro and rows % micro):
-                raise ValueError(f"batch rows {rows} must be a positive multiple of micro_batch_size={micro}; "
-                                 f"change --batch-size/--micro-batch-size or the ramp")
+                raise ValueError(
+                    f"batch rows {rows} must be a positive multiple of micro_batch_size={micro}; "
+                    f"change --batch-size/--micro-batch-size or the ramp"
+                )
 
     def lr_at(self, step: int) -> float:
         return lr_schedule(step, self.lr, self.min_lr, self.warmup_steps, self.max_steps, self.schedule)

@@ -33,8 +33,7 @@ from minillama.train.recipe import TrainConfig, evaluate, lm_loss
 from minillama.train.state import read_trainer_state
 from minillama.train.trainer import Trainer
 
-__all__ = ["load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes",
-           "anneal"]
+__all__ = ["load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes", "anneal"]
 
 
 def load_shipped():
@@ -47,15 +46,23 @@ GOLDEN_PROMPTS = ("import os\n\n\ndef", "    def __init__(self", "def")
 GOLDEN_NEW_TOKENS = 32
 
 
-def golden_continuations(model: Transformer, tokenizer, prompts=GOLDEN_PROMPTS,
-                         max_new_tokens: int = GOLDEN_NEW_TOKENS) -> list[dict]:
+def golden_continuations(
+    model: Transformer, tokenizer, prompts=GOLDEN_PROMPTS, max_new_tokens: int = GOLDEN_NEW_TOKENS
+) -> list[dict]:
     """Greedy continuations (new token ids and text) of each prompt after BOS, with the KV cache."""
     out = []
     for prompt in prompts:
         ids = tokenizer.encode(prompt, bos=True)
         new = generate(model, [ids], max_new_tokens, temperature=0.0)[0]
-        out.append({"prompt": prompt, "prompt_ids": ids, "max_new_tokens": max_new_tokens, "new_tokens": new,
-                    "text": tokenizer.decode(new)})
+        out.append(
+            {
+                "prompt": prompt,
+                "prompt_ids": ids,
+                "max_new_tokens": max_new_tokens,
+                "new_tokens": new,
+                "text": tokenizer.decode(new),
+            }
+        )
     return out
 
 
@@ -69,10 +76,14 @@ def export_shipped(checkpoint: str | os.PathLike, folder: str | os.PathLike | No
         shutil.copyfile(checkpoint / name, folder / name)
     model, tok = load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
     state = read_trainer_state(checkpoint)
-    golden = {"continuations": golden_continuations(model, tok), "step": state["step"],
-              "tokens_seen": state["tokens_seen"], "val_loss": state["val_history"][-1]["val_loss"],
-              "unigram_entropy": state["meta"].get("unigram_entropy"),
-              "torch": torch.__version__}
+    golden = {
+        "continuations": golden_continuations(model, tok),
+        "step": state["step"],
+        "tokens_seen": state["tokens_seen"],
+        "val_loss": state["val_history"][-1]["val_loss"],
+        "unigram_entropy": state["meta"].get("unigram_entropy"),
+        "torch": torch.__version__,
+    }
     (folder / "golden.json").write_text(json.dumps(golden, indent=1))
     return folder
 
@@ -86,17 +97,24 @@ def _as_model(model_or_folder: Transformer | str | os.PathLike) -> Transformer:
 def eval_callback(eval_sets: dict[str, Sequence], every: int, curve: list[dict], loss_fn: Callable = lm_loss):
     """A `Trainer` callback that appends ``{"step", "tokens", <set name>: loss, ...}`` to `curve` every `every`
     steps (the model is evaluated on each fixed batch list in `eval_sets`)."""
+
     def callback(trainer: Trainer, record: dict) -> None:
         if trainer.step % every == 0 or trainer.step == trainer.cfg.max_steps:
             row = {"step": trainer.step, "tokens": trainer.tokens_seen}
             row.update({name: evaluate(trainer.model, batches, loss_fn) for name, batches in eval_sets.items()})
             curve.append(row)
+
     return callback
 
 
-def continue_on_mixes(start: Transformer | str | os.PathLike, loaders: dict[str, object], cfg: TrainConfig,
-                      eval_sets: dict[str, Sequence], eval_every: int = 10,
-                      progress: bool | None = None) -> dict[str, list[dict]]:
+def continue_on_mixes(
+    start: Transformer | str | os.PathLike,
+    loaders: dict[str, object],
+    cfg: TrainConfig,
+    eval_sets: dict[str, Sequence],
+    eval_every: int = 10,
+    progress: bool | None = None,
+) -> dict[str, list[dict]]:
     """Continue the same starting model once per data mix, with the same `cfg`; return each branch's evaluation
     curve ``[{"step", "tokens", <eval set>: loss}, ...]`` (step 0 = the starting model).
 
@@ -108,20 +126,44 @@ def continue_on_mixes(start: Transformer | str | os.PathLike, loaders: dict[str,
     for name, loader in loaders.items():
         model = _as_model(start)
         curve = [{"step": 0, "tokens": 0, **{k: evaluate(model, b) for k, b in eval_sets.items()}}]
-        trainer = Trainer(model, loader, dataclasses.replace(cfg, eval_every=0, ckpt_every=0),
-                          callbacks=[eval_callback(eval_sets, eval_every, curve)])
+        trainer = Trainer(
+            model,
+            loader,
+            dataclasses.replace(cfg, eval_every=0, ckpt_every=0),
+            callbacks=[eval_callback(eval_sets, eval_every, curve)],
+        )
         trainer.fit(progress=progress)
         curves[name] = curve
     return curves
 
 
-def anneal(start: Transformer | str | os.PathLike, loader, steps: int, lr: float, seq_len: int,
-           batch_size: int = 8, keep_last: int = 3, seed: int = 0, progress: bool | None = None,
-           **cfg_overrides) -> tuple[Trainer, list[dict[str, Tensor]]]:
+def anneal(
+    start: Transformer | str | os.PathLike,
+    loader,
+    steps: int,
+    lr: float,
+    seq_len: int,
+    batch_size: int = 8,
+    keep_last: int = 3,
+    seed: int = 0,
+    progress: bool | None = None,
+    **cfg_overrides,
+) -> tuple[Trainer, list[dict[str, Tensor]]]:
     """Continue `start` for `steps` steps on `loader` (a high-quality mix) with the LR falling linearly from `lr`
     to 0, no warmup. Returns the trainer and the state dicts of the last `keep_last` steps (for averaging)."""
-    cfg = TrainConfig(max_steps=steps, lr=lr, min_lr=0.0, warmup_steps=0, schedule="linear", batch_size=batch_size,
-                      seq_len=seq_len, seed=seed, eval_every=0, ckpt_every=0, **cfg_overrides)
+    cfg = TrainConfig(
+        max_steps=steps,
+        lr=lr,
+        min_lr=0.0,
+        warmup_steps=0,
+        schedule="linear",
+        batch_size=batch_size,
+        seq_len=seq_len,
+        seed=seed,
+        eval_every=0,
+        ckpt_every=0,
+        **cfg_overrides,
+    )
     snapshots: list[dict[str, Tensor]] = []
 
     def keep(trainer: Trainer, record: dict) -> None:

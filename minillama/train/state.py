@@ -1,10 +1,10 @@
 """A training run's state on disk, beside the model: everything `Trainer.resume` needs to continue bit-identically.
 
-    checkpoint/
-      config.json, model.safetensors   the model (`minillama.checkpoint.save_checkpoint`)
-      optimizer.st (safetensors)       AdamW moments and step counts, by parameter name
-      rng.st (safetensors)             torch's RNG state
-      trainer.json                     TrainConfig, step, tokens seen, loader state, Python/NumPy RNG, history
+checkpoint/
+  config.json, model.safetensors   the model (`minillama.checkpoint.save_checkpoint`)
+  optimizer.st (safetensors)       AdamW moments and step counts, by parameter name
+  rng.st (safetensors)             torch's RNG state
+  trainer.json                     TrainConfig, step, tokens seen, loader state, Python/NumPy RNG, history
 """
 
 from __future__ import annotations
@@ -62,16 +62,27 @@ def _np_rng_from_json(state):
 
 def state_files(trainer) -> dict[str, bytes]:
     """Everything of a `Trainer` but the model, as file contents: optimizer moments, RNG, trainer.json."""
-    record = {"format": FORMAT, "train_config": trainer.cfg.to_dict(), "step": trainer.step,
-              "tokens_seen": trainer.tokens_seen, "wall_s": trainer.wall_s, "loader": trainer.loader.state_dict(),
-              "history": trainer.history, "val_history": trainer.val_history, "meta": trainer.meta,
-              "rng": {"python": _py_rng_to_json(random.getstate()), "numpy": _np_rng_to_json(np.random.get_state())}}
+    record = {
+        "format": FORMAT,
+        "train_config": trainer.cfg.to_dict(),
+        "step": trainer.step,
+        "tokens_seen": trainer.tokens_seen,
+        "wall_s": trainer.wall_s,
+        "loader": trainer.loader.state_dict(),
+        "history": trainer.history,
+        "val_history": trainer.val_history,
+        "meta": trainer.meta,
+        "rng": {"python": _py_rng_to_json(random.getstate()), "numpy": _np_rng_to_json(np.random.get_state())},
+    }
     moments = {}
     for name, p in zip(trainer.param_names, trainer.params):
         for key, value in trainer.optimizer.state.get(p, {}).items():
             moments[f"{name}.{key}"] = value.detach().reshape(value.shape).contiguous()
-    return {TRAINER_STATE: json.dumps(record).encode(), OPTIMIZER_STATE: save_bytes(moments),
-            RNG_STATE: save_bytes({"torch": torch.get_rng_state()})}
+    return {
+        TRAINER_STATE: json.dumps(record).encode(),
+        OPTIMIZER_STATE: save_bytes(moments),
+        RNG_STATE: save_bytes({"torch": torch.get_rng_state()}),
+    }
 
 
 def load_state(trainer, folder: str | os.PathLike) -> None:
@@ -82,8 +93,10 @@ def load_state(trainer, folder: str | os.PathLike) -> None:
         moments = load_file(folder / OPTIMIZER_STATE)
         rng = load_file(folder / RNG_STATE)
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{folder}: optimizer or RNG state is unreadable ({e}); the checkpoint is "
-                              f"truncated or corrupt, start again without --resume") from e
+        raise CheckpointError(
+            f"{folder}: optimizer or RNG state is unreadable ({e}); the checkpoint is "
+            f"truncated or corrupt, start again without --resume"
+        ) from e
     for name, p in zip(trainer.param_names, trainer.params):
         keys = [k for k in moments if k.rsplit(".", 1)[0] == name]
         if keys:

@@ -51,10 +51,18 @@ class Trainer:
     extra_files: more files for the checkpoint folder, e.g. ``{"tokenizer.model": bytes}``.
     """
 
-    def __init__(self, model: torch.nn.Module, loader, cfg: TrainConfig, loss_fn: Callable | None = None,
-                 val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None,
-                 callbacks: Sequence[Callable] = (), extra_files: dict[str, bytes] | None = None,
-                 meta: dict | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loader,
+        cfg: TrainConfig,
+        loss_fn: Callable | None = None,
+        val_batches: Sequence | None = None,
+        out_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[Callable] = (),
+        extra_files: dict[str, bytes] | None = None,
+        meta: dict | None = None,
+    ):
         self.model, self.loader, self.cfg = model, loader, cfg
         self.loss_fn = loss_fn or lm_loss
         self.val_batches = list(val_batches or [])
@@ -97,8 +105,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += tokens
-        record = {"step": self.step, "tokens": self.tokens_seen, "rows": rows, "lr": lr,
-                  "loss": loss_sum / n_micro, "grad_norm": float(grad_norm)}
+        record = {
+            "step": self.step,
+            "tokens": self.tokens_seen,
+            "rows": rows,
+            "lr": lr,
+            "loss": loss_sum / n_micro,
+            "grad_norm": float(grad_norm),
+        }
         self.history.append(record)
         return record
 
@@ -113,8 +127,9 @@ class Trainer:
     def fit(self, progress: bool | None = None) -> Trainer:
         """Train until `cfg.max_steps` (or the time limit), validating and checkpointing on schedule."""
         bar_kwargs = {} if progress is None else {"disable": not progress}
-        self.bar = bar = progress_bar(total=self.cfg.max_steps, initial=self.step, desc="train", unit="step",
-                                      **bar_kwargs)
+        self.bar = bar = progress_bar(
+            total=self.cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs
+        )
         start, self._window = time.perf_counter(), (time.perf_counter(), self.tokens_seen)
         try:
             while self.step < self.cfg.max_steps:
@@ -148,16 +163,21 @@ class Trainer:
         now, (then, tokens_then) = time.perf_counter(), self._window
         if now - then > 2.0 or last:
             self._window = (now, self.tokens_seen)
-            post = {"loss": f"{record['loss']:.3f}", "tok/s": f"{(self.tokens_seen - tokens_then) / (now - then):,.0f}",
-                    "lr": f"{record['lr']:.1e}"}
+            post = {
+                "loss": f"{record['loss']:.3f}",
+                "tok/s": f"{(self.tokens_seen - tokens_then) / (now - then):,.0f}",
+                "lr": f"{record['lr']:.1e}",
+            }
             if self.val_history:
                 post["val"] = f"{self.val_history[-1]['val_loss']:.3f}"
             self.bar.set_postfix(post, refresh=False)
 
     def _stop_for_time(self) -> None:
         cfg = self.cfg
-        self.bar.write(f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}/{cfg.max_steps}"
-                       + ("; saved a checkpoint, continue with --resume" if self.out_dir else ""))
+        self.bar.write(
+            f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}/{cfg.max_steps}"
+            + ("; saved a checkpoint, continue with --resume" if self.out_dir else "")
+        )
         if self.out_dir is not None:
             self.validate()
             self.save()
@@ -191,14 +211,27 @@ class Trainer:
         return self
 
     @classmethod
-    def resume(cls, folder: str | os.PathLike, loader, loss_fn: Callable | None = None,
-               val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None,
-               **kwargs) -> Trainer:
+    def resume(
+        cls,
+        folder: str | os.PathLike,
+        loader,
+        loss_fn: Callable | None = None,
+        val_batches: Sequence | None = None,
+        out_dir: str | os.PathLike | None = None,
+        **kwargs,
+    ) -> Trainer:
         """A Trainer continuing the run saved in checkpoint `folder` (model, optimizer, data position, RNG)."""
         folder = Path(folder)
         cfg = TrainConfig.from_dict(state.read_trainer_state(folder)["train_config"])
-        trainer = cls(load_checkpoint(folder), loader, cfg, loss_fn, val_batches,
-                      folder.parent if out_dir is None else out_dir, **kwargs)
+        trainer = cls(
+            load_checkpoint(folder),
+            loader,
+            cfg,
+            loss_fn,
+            val_batches,
+            folder.parent if out_dir is None else out_dir,
+            **kwargs,
+        )
         return trainer.load_state(folder)
 
 
@@ -212,9 +245,17 @@ def _batch_tokens(batch) -> int:
     return batch[0].numel()
 
 
-def train(model: torch.nn.Module, loader, cfg: TrainConfig, loss_fn: Callable | None = None,
-          val_batches: Sequence | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
-          progress: bool | None = None, **kwargs) -> Trainer:
+def train(
+    model: torch.nn.Module,
+    loader,
+    cfg: TrainConfig,
+    loss_fn: Callable | None = None,
+    val_batches: Sequence | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    **kwargs,
+) -> Trainer:
     """Train `model` on `loader` with `cfg` (see `Trainer`); with ``resume=True`` and a checkpoint in
     ``out_dir/checkpoint``, continue that run instead (its saved model and config win). Returns the Trainer."""
     if resume:
@@ -242,6 +283,7 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
     """A callback for `--minutes` runs: when warmup ends, measure the real speed (the first guess comes from a few
     probe steps and is noisy on a busy machine) and set `max_steps` so the run fills `budget_s` seconds from
     ``clock["start"]``. The cosine only starts after warmup, so the schedule stays one smooth curve."""
+
     def callback(trainer: Trainer, record: dict) -> None:
         cfg = trainer.cfg
         if trainer.step != max(cfg.warmup_steps, 5) or "done" in clock:
@@ -249,17 +291,21 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
         clock["done"] = True
         elapsed = time.perf_counter() - clock["start"]
         total = trainer.tokens_seen + int(trainer.tokens_seen / elapsed * max(0.0, budget_s - elapsed))
-        steps = max(trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len,
-                                                                        trainer.tokens_seen))
+        steps = max(
+            trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len, trainer.tokens_seen)
+        )
         if steps != cfg.max_steps:
-            trainer.cfg = dataclasses.replace(cfg, max_steps=steps, eval_every=max(10, steps // 15),
-                                              ckpt_every=max(10, steps // 10))
+            trainer.cfg = dataclasses.replace(
+                cfg, max_steps=steps, eval_every=max(10, steps // 15), ckpt_every=max(10, steps // 10)
+            )
             bar = getattr(trainer, "bar", None)
             if bar is not None:
                 bar.total = steps
             (bar.write if bar is not None else print)(
                 f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
-                f"-> {steps} steps (~{total:,} tokens)")
+                f"-> {steps} steps (~{total:,} tokens)"
+            )
+
     return callback
 
 
@@ -283,5 +329,3 @@ def sample_text(model: Transformer, tokenizer, prompt: str = "def", max_new_toke
     model.reset_cache()
     model.train(was_training)
     return prompt + tokenizer.decode(new)
-
-

@@ -72,8 +72,9 @@ def test_count_pairs(impl):
 # ---------------------------------------------------------------------- 1.3 one merge
 def _merge_by_replace(ids, pair, new_id):
     # str.replace scans left to right without overlaps: exactly one BPE merge step
-    text = "".join(chr(0xE000 + i) for i in ids).replace(chr(0xE000 + pair[0]) + chr(0xE000 + pair[1]),
-                                                         chr(0xE000 + new_id))
+    text = "".join(chr(0xE000 + i) for i in ids).replace(
+        chr(0xE000 + pair[0]) + chr(0xE000 + pair[1]), chr(0xE000 + new_id)
+    )
     return [ord(c) - 0xE000 for c in text]
 
 

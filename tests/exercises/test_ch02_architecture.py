@@ -59,13 +59,16 @@ def test_rms_norm_zero_input_and_dtype(impl):
 
 # ---------------------------------------------------------------------- 2.2 SwiGLU hidden size
 @pytest.mark.points(2)
-@pytest.mark.parametrize("dim, multiple_of, mult, expected", [
-    (4096, 1024, 1.3, 14336),   # 3.1-8B   (FACTS.md §1)
-    (8192, 4096, 1.3, 28672),   # 3.1-70B
-    (16384, 4096, 1.2, 53248),  # 3.1-405B
-    (2048, 256, 1.5, 8192),     # 3.2-1B
-    (3072, 256, 1.0, 8192),     # 3.2-3B
-])
+@pytest.mark.parametrize(
+    "dim, multiple_of, mult, expected",
+    [
+        (4096, 1024, 1.3, 14336),  # 3.1-8B   (FACTS.md §1)
+        (8192, 4096, 1.3, 28672),  # 3.1-70B
+        (16384, 4096, 1.2, 53248),  # 3.1-405B
+        (2048, 256, 1.5, 8192),  # 3.2-1B
+        (3072, 256, 1.0, 8192),  # 3.2-3B
+    ],
+)
 def test_ffn_hidden_dim_matches_the_herd(impl, dim, multiple_of, mult, expected):
     """The FFN hidden size of every Llama 3.1/3.2 model (FACTS.md §1)."""
     assert impl.ffn_hidden_dim(dim, multiple_of, mult) == expected
@@ -84,8 +87,16 @@ def _mlp(d=16, f=40, seed=5):
     from transformers.models.llama.modeling_llama import LlamaMLP
 
     torch.manual_seed(seed)
-    mlp = LlamaMLP(LlamaConfig(hidden_size=d, intermediate_size=f, num_attention_heads=4, num_key_value_heads=4,
-                               hidden_act="silu", mlp_bias=False))
+    mlp = LlamaMLP(
+        LlamaConfig(
+            hidden_size=d,
+            intermediate_size=f,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            hidden_act="silu",
+            mlp_bias=False,
+        )
+    )
     return mlp, mlp.gate_proj.weight.detach(), mlp.down_proj.weight.detach(), mlp.up_proj.weight.detach()
 
 
@@ -124,14 +135,18 @@ def test_repeat_kv_matches_transformers(impl):
 # ---------------------------------------------------------------------- 2.5 grouped-query attention
 def _qkv(b=2, s=6, t=6, h=8, kv=2, e=16, seed=10):
     g = gen(seed)
-    return (torch.randn(b, s, h, e, generator=g), torch.randn(b, t, kv, e, generator=g),
-            torch.randn(b, t, kv, e, generator=g))
+    return (
+        torch.randn(b, s, h, e, generator=g),
+        torch.randn(b, t, kv, e, generator=g),
+        torch.randn(b, t, kv, e, generator=g),
+    )
 
 
 def _sdpa(q, k, v, mask):
     """torch's own scaled_dot_product_attention with GQA, on (b, s, h, e) tensors."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                         attn_mask=mask, enable_gqa=True)
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, enable_gqa=True
+    )
     return out.transpose(1, 2)
 
 
@@ -151,8 +166,9 @@ def test_gqa_attention_matches_transformers_eager(impl):
 
     q, k, v = _qkv(b=1, s=4, t=9, h=6, kv=3, e=8, seed=11)
     module = SimpleNamespace(num_key_value_groups=2, training=False)
-    expected, _ = eager_attention_forward(module, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                          attention_mask=None, scaling=8 ** -0.5)
+    expected, _ = eager_attention_forward(
+        module, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attention_mask=None, scaling=8**-0.5
+    )
     close(impl.gqa_attention(q, k, v, None), expected)  # HF returns (b, s, h, e) already
 
 

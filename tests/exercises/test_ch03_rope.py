@@ -25,10 +25,22 @@ def hf_config(head_dim, theta, factor=None, low=1.0, high=4.0, original=8192, n_
 
     rope = {"rope_type": "default", "rope_theta": theta}
     if factor is not None:
-        rope = {"rope_type": "llama3", "rope_theta": theta, "factor": factor, "low_freq_factor": low,
-                "high_freq_factor": high, "original_max_position_embeddings": original}
-    return LlamaConfig(hidden_size=head_dim * n_heads, num_attention_heads=n_heads, num_key_value_heads=n_heads,
-                       head_dim=head_dim, rope_parameters=rope, max_position_embeddings=max(4 * original, 256))
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": theta,
+            "factor": factor,
+            "low_freq_factor": low,
+            "high_freq_factor": high,
+            "original_max_position_embeddings": original,
+        }
+    return LlamaConfig(
+        hidden_size=head_dim * n_heads,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        head_dim=head_dim,
+        rope_parameters=rope,
+        max_position_embeddings=max(4 * original, 256),
+    )
 
 
 # ---------------------------------------------------------------------- 3.1 frequencies
@@ -70,10 +82,13 @@ def test_rope_scaling_bands_match_facts(impl):
 
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("factor, low, high, original, head_dim", [
-    (32.0, 1.0, 4.0, 8192, 64),   # Llama 3.2 1B: factor 32 (FACTS.md §2, difference 1)
-    (4.0, 2.0, 8.0, 64, 32),      # other parameters: every value must come from the arguments
-])
+@pytest.mark.parametrize(
+    "factor, low, high, original, head_dim",
+    [
+        (32.0, 1.0, 4.0, 8192, 64),  # Llama 3.2 1B: factor 32 (FACTS.md §2, difference 1)
+        (4.0, 2.0, 8.0, 64, 32),  # other parameters: every value must come from the arguments
+    ],
+)
 def test_rope_scaling_reads_every_argument(impl, factor, low, high, original, head_dim):
     """Other factors, band edges and original context lengths, against transformers."""
     from transformers.modeling_rope_utils import _compute_llama3_parameters
@@ -86,8 +101,17 @@ def test_rope_scaling_reads_every_argument(impl, factor, low, high, original, he
 
 # ---------------------------------------------------------------------- 3.3 the rotation table
 def small_args(**kw):
-    base = dict(dim=64, n_layers=1, n_heads=4, n_kv_heads=2, vocab_size=32, multiple_of=16, max_seq_len=48,
-                use_scaled_rope=True, rope_scaling=dict(factor=8.0, original_max_seq_len=32))
+    base = dict(
+        dim=64,
+        n_layers=1,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=32,
+        multiple_of=16,
+        max_seq_len=48,
+        use_scaled_rope=True,
+        rope_scaling=dict(factor=8.0, original_max_seq_len=32),
+    )
     base.update(kw)
     return ModelArgs(**base)
 
@@ -96,9 +120,15 @@ def hf_cos_sin(args, positions):
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     factor = args.rope_scaling.factor if args.use_scaled_rope else None
-    cfg = hf_config(args.head_dim, args.rope_theta, factor=factor, low=args.rope_scaling.low_freq_factor,
-                    high=args.rope_scaling.high_freq_factor, original=args.rope_scaling.original_max_seq_len,
-                    n_heads=args.n_heads)
+    cfg = hf_config(
+        args.head_dim,
+        args.rope_theta,
+        factor=factor,
+        low=args.rope_scaling.low_freq_factor,
+        high=args.rope_scaling.high_freq_factor,
+        original=args.rope_scaling.original_max_seq_len,
+        n_heads=args.n_heads,
+    )
     rope = LlamaRotaryEmbedding(cfg)
     cos, sin = rope(torch.zeros(1, dtype=torch.float32), positions[None])
     half = args.head_dim // 2  # HF repeats the frequencies for its two halves: cat(f, f)
@@ -168,8 +198,10 @@ def test_rotary_relative_position_and_dtype(impl):
     q, k = torch.randn(2, e, generator=torch.Generator().manual_seed(2)).unbind(0)
     table = table_for(20, e)
     seq = torch.stack([q] * 20)[None, :, None]  # the same vector at every position
-    rq, rk = impl.apply_rotary_emb(seq, table)[0, :, 0], impl.apply_rotary_emb(
-        torch.stack([k] * 20)[None, :, None], table)[0, :, 0]
+    rq, rk = (
+        impl.apply_rotary_emb(seq, table)[0, :, 0],
+        impl.apply_rotary_emb(torch.stack([k] * 20)[None, :, None], table)[0, :, 0],
+    )
     dots = [float(rq[m] @ rk[m - 3]) for m in range(3, 20)]
     assert max(dots) - min(dots) < 1e-4, "q_m·k_n must depend only on m - n"
     assert not math.isclose(dots[0], float(q @ k), abs_tol=1e-3), "a distance of 3 must change the score"

@@ -134,8 +134,17 @@ def twins():
 
     from minillama.checkpoint import save_hf
 
-    args = ModelArgs(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, multiple_of=16,
-                     max_seq_len=64, max_batch_size=2, use_scaled_rope=False)
+    args = ModelArgs(
+        dim=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=50,
+        multiple_of=16,
+        max_seq_len=64,
+        max_batch_size=2,
+        use_scaled_rope=False,
+    )
     torch.manual_seed(0)
     model = Transformer(args).init_weights(std=0.3, seed=0).eval()
     with tempfile.TemporaryDirectory() as d:
@@ -145,9 +154,15 @@ def twins():
 
 
 def hf_greedy(hf, prompt, n):
-    out = hf.generate(torch.tensor([prompt]), max_new_tokens=n, do_sample=False, eos_token_id=None,
-                      pad_token_id=0, attention_mask=torch.ones(1, len(prompt), dtype=torch.long))
-    return out[0, len(prompt):].tolist()
+    out = hf.generate(
+        torch.tensor([prompt]),
+        max_new_tokens=n,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=0,
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+    )
+    return out[0, len(prompt) :].tolist()
 
 
 PROMPT = [1, 7, 19, 3, 42, 11, 5]
@@ -168,6 +183,6 @@ def test_greedy_stops_before_the_stop_token(impl, twins):
     model, hf = twins
     full = hf_greedy(hf, PROMPT, 12)
     stop = full[4]
-    expected = full[:full.index(stop)]
+    expected = full[: full.index(stop)]
     assert impl.greedy_generate(model, PROMPT, 12, stop_tokens=[stop]) == expected
     assert impl.greedy_generate(model, PROMPT, 12, stop_tokens=[49 if 49 not in full else 48]) == full

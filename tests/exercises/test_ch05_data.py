@@ -43,7 +43,7 @@ def test_shingles(impl):
     """Lower-cased word n-grams joined by one space, all w - n + 1 of them; short texts give one shingle."""
     text = "The cat sat on The mat"
     words = text.lower().split()
-    assert impl.shingles(text, 3) == {" ".join(words[i:i + 3]) for i in range(len(words) - 2)}
+    assert impl.shingles(text, 3) == {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
     assert impl.shingles("a  B\tc", 2) == {"a b", "b c"}
     assert impl.shingles("only two", 5) == {"only two"}
     assert impl.shingles("", 5) == set()
@@ -55,7 +55,7 @@ def test_shingles(impl):
 def test_minhash_signature_matches_datasketch(impl, num_perm, seed):
     """The signature equals datasketch.MinHash(num_perm, seed, scheme='legacy') fed the same shingles (UTF-8)."""
     for text in texts_family(seed)[:3]:
-        sh = {" ".join(text.split()[i:i + 4]) for i in range(len(text.split()) - 3)}
+        sh = {" ".join(text.split()[i : i + 4]) for i in range(len(text.split()) - 3)}
         out = np.asarray(impl.minhash_signature(sh, num_perm, seed))
         assert out.shape == (num_perm,)
         assert np.array_equal(out.astype(np.uint64), ds_minhash(sh, num_perm, seed).hashvalues)
@@ -79,8 +79,7 @@ def test_lsh_candidate_pairs_match_datasketch(impl, bands, rows):
     datasketch = pytest.importorskip("datasketch")
     num_perm = bands * rows + 2  # a few columns left over that no band uses
     texts = texts_family(seed=bands)
-    mins = [ds_minhash({" ".join(t.split()[i:i + 3]) for i in range(len(t.split()) - 2)}, num_perm, 5)
-            for t in texts]
+    mins = [ds_minhash({" ".join(t.split()[i : i + 3]) for i in range(len(t.split()) - 2)}, num_perm, 5) for t in texts]
     lsh = datasketch.MinHashLSH(num_perm=num_perm, params=(bands, rows))
     for i, m in enumerate(mins):
         lsh.insert(i, m)
@@ -100,7 +99,7 @@ def test_lsh_last_band_and_pair_order(impl):
 def test_lsh_collision_probability(impl):
     """1 - (1 - s^rows)^bands, the S-curve of banding."""
     for s, b, r in [(0.5, 20, 5), (0.8, 9, 13), (0.3, 2, 3), (1.0, 4, 4)]:
-        assert impl.lsh_collision_probability(s, b, r) == pytest.approx(1 - (1 - s ** r) ** b, abs=1e-9)
+        assert impl.lsh_collision_probability(s, b, r) == pytest.approx(1 - (1 - s**r) ** b, abs=1e-9)
 
 
 # ---------------------------------------------------------------------- 5.5 n-gram coverage
@@ -109,7 +108,7 @@ def coverage_by_hand(text, n):
     words = text.split()
     if len(words) < n:
         return 0.0
-    grams = [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
     counts = Counter(grams)
     chars = covered = 0
     for i, w in enumerate(words):

@@ -21,9 +21,14 @@ def test_lr_schedule_matches_torch_schedulers(impl):
     max_lr, min_lr, warm, total = 3e-4, 3e-5, 8, 60
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=max_lr)
-    sched = torch.optim.lr_scheduler.SequentialLR(opt, [
-        torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warm, end_factor=1.0, total_iters=warm - 1),
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm, eta_min=min_lr)], milestones=[warm])
+    sched = torch.optim.lr_scheduler.SequentialLR(
+        opt,
+        [
+            torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / warm, end_factor=1.0, total_iters=warm - 1),
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm, eta_min=min_lr),
+        ],
+        milestones=[warm],
+    )
     for step in range(total):
         got = impl.lr_schedule(step, max_lr, min_lr, warm, total)
         assert got == pytest.approx(opt.param_groups[0]["lr"], rel=1e-5), f"step {step}"

@@ -36,6 +36,7 @@ def run_ranks(fn, n):
             total = sum(slots[1:], slots[0].clone())
             barrier.wait()
             return total
+
         return all_reduce
 
     def body(rank):
@@ -66,7 +67,7 @@ def test_column_parallel_slices_the_output(impl, n):
     outs = [impl.column_parallel_linear(x, w, r, n) for r in range(n)]
     for r, out in enumerate(outs):
         assert out.shape == (2, 3, 12 // n)
-        close(out, full[..., r * 12 // n:(r + 1) * 12 // n])
+        close(out, full[..., r * 12 // n : (r + 1) * 12 // n])
     close(torch.cat(outs, dim=-1), full)
 
 
@@ -86,7 +87,7 @@ def test_row_parallel_all_reduce_gives_full_output(impl, n):
     w = torch.randn(6, 16, generator=gen(4))
     full = F.linear(x, w)
     k = 16 // n
-    outs = run_ranks(lambda r, ar: impl.row_parallel_linear(x[..., r * k:(r + 1) * k], w, r, n, ar), n)
+    outs = run_ranks(lambda r, ar: impl.row_parallel_linear(x[..., r * k : (r + 1) * k], w, r, n, ar), n)
     for out in outs:
         close(out, full)
 
@@ -98,8 +99,9 @@ def test_column_then_row_is_the_mlp(impl):
     x = torch.randn(4, 8, generator=gen(5))
     w1, w2 = torch.randn(12, 8, generator=gen(6)), torch.randn(8, 12, generator=gen(7))
     expected = F.linear(F.relu(F.linear(x, w1)), w2)
-    outs = run_ranks(lambda r, ar: impl.row_parallel_linear(F.relu(impl.column_parallel_linear(x, w1, r, 2)),
-                                                            w2, r, 2, ar), 2)
+    outs = run_ranks(
+        lambda r, ar: impl.row_parallel_linear(F.relu(impl.column_parallel_linear(x, w1, r, 2)), w2, r, 2, ar), 2
+    )
     close(outs[0], expected)
     close(outs[1], expected)
 
@@ -141,8 +143,10 @@ def simulate(schedule, pp, m, t_f=1.0, t_b=2.0):
 def test_1f1b_small_example(impl):
     """pp=2, M=3 as in the docstring: rank 0 F0 F1 B0 F2 B1 B2, rank 1 F0 B0 F1 B1 F2 B2."""
     got = [[tuple(s) for s in r] for r in impl.one_f_one_b_schedule(2, 3)]
-    assert got == [[(0, 0, "F"), (0, 1, "F"), (0, 0, "B"), (0, 2, "F"), (0, 1, "B"), (0, 2, "B")],
-                   [(1, 0, "F"), (1, 0, "B"), (1, 1, "F"), (1, 1, "B"), (1, 2, "F"), (1, 2, "B")]]
+    assert got == [
+        [(0, 0, "F"), (0, 1, "F"), (0, 0, "B"), (0, 2, "F"), (0, 1, "B"), (0, 2, "B")],
+        [(1, 0, "F"), (1, 0, "B"), (1, 1, "F"), (1, 1, "B"), (1, 2, "F"), (1, 2, "B")],
+    ]
 
 
 @pytest.mark.points(2)
@@ -212,7 +216,7 @@ def test_fsdp_shard_layout(impl, shape, n):
     for r in range(n):
         s = impl.fsdp_shard(p, r, n)
         assert s.shape == (k,)
-        assert torch.equal(s, padded[r * k:(r + 1) * k])
+        assert torch.equal(s, padded[r * k : (r + 1) * k])
 
 
 @pytest.mark.points(2)

@@ -24,9 +24,13 @@ def chat_format():
     return load_chat_format()
 
 
-DIALOG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Reverse this list: 1 2 3"},
-          {"role": "assistant", "content": "3 2 1"}, {"role": "user", "content": "Now sort it."},
-          {"role": "assistant", "content": "1 2 3"}]
+DIALOG = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Reverse this list: 1 2 3"},
+    {"role": "assistant", "content": "3 2 1"},
+    {"role": "user", "content": "Now sort it."},
+    {"role": "assistant", "content": "1 2 3"},
+]
 
 
 # ---------------------------------------------------------------------- 9.1 assistant-only loss mask
@@ -49,8 +53,8 @@ def test_mask_excludes_the_whole_prompt(impl, chat_format):
     """Every token of `encode_dialog_prompt(first two messages)` (the prompt of the first answer) is unmasked."""
     tokens, roles = chat_format.encode_dialog_with_roles(DIALOG)
     prompt = chat_format.encode_dialog_prompt(DIALOG[:2])
-    assert tokens[:len(prompt)] == prompt
-    assert not impl.assistant_loss_mask(roles)[:len(prompt)].any()
+    assert tokens[: len(prompt)] == prompt
+    assert not impl.assistant_loss_mask(roles)[: len(prompt)].any()
 
 
 # ---------------------------------------------------------------------- 9.2 labels
@@ -108,8 +112,9 @@ def test_document_mask_matches_a_loop(impl):
     got = impl.document_causal_mask(doc_ids)
     assert got.shape == (2, 1, 8, 8) and got.dtype == torch.bool
     d = doc_ids.tolist()
-    want = torch.tensor([[[[(j <= i and d[b][i] == d[b][j]) or i == j for j in range(8)] for i in range(8)]]
-                         for b in range(2)])
+    want = torch.tensor(
+        [[[[(j <= i and d[b][i] == d[b][j]) or i == j for j in range(8)] for i in range(8)]] for b in range(2)]
+    )
     assert torch.equal(got, want)
 
 

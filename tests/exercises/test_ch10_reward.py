@@ -38,8 +38,11 @@ def test_bradley_terry_is_stable_and_only_depends_on_the_gap(impl):
 @pytest.mark.points(2)
 def test_three_ranked_responses_give_three_pairs(impl):
     """edited > chosen > rejected -> [(e, c), (e, r), (c, r)]."""
-    assert impl.ranked_to_pairs(["edited", "chosen", "rejected"]) == [("edited", "chosen"), ("edited", "rejected"),
-                                                                      ("chosen", "rejected")]
+    assert impl.ranked_to_pairs(["edited", "chosen", "rejected"]) == [
+        ("edited", "chosen"),
+        ("edited", "rejected"),
+        ("chosen", "rejected"),
+    ]
 
 
 @pytest.mark.points(1)

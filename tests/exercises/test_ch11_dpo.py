@@ -75,8 +75,16 @@ def test_nll_is_a_token_mean_over_the_batch(impl):
 @pytest.mark.points(2)
 def test_total_loss_worked_example(impl):
     """The worked example with a chosen NLL of exactly 1.5 -> 0.5981388694 + 0.2·1.5 = 0.8981388694."""
-    got = impl.dpo_total_loss(t64(-10.0), t64(-12.0), t64(-11.0), t64(-11.0), t64(-1.0, -2.0)[None],
-                              torch.tensor([[True, True]]), beta=0.1, nll_coef=0.2)
+    got = impl.dpo_total_loss(
+        t64(-10.0),
+        t64(-12.0),
+        t64(-11.0),
+        t64(-11.0),
+        t64(-1.0, -2.0)[None],
+        torch.tensor([[True, True]]),
+        beta=0.1,
+        nll_coef=0.2,
+    )
     assert float(got) == pytest.approx(0.8981388694, abs=1e-8)
 
 
@@ -86,8 +94,13 @@ def test_total_loss_batch_formula(impl):
     pc, pr, rc, rr = t64(-5, -20, -3), t64(-7, -18, -9), t64(-6, -19, -2), t64(-6, -25, -8)
     tok = t64(-0.5, -1.5, -2.0, -0.1, -0.2, -0.3).view(3, 2)
     mask = torch.tensor([[True, True], [True, False], [False, True]])
-    dpo = sum(math.log1p(math.exp(-0.1 * ((float(pc[i]) - float(pr[i])) - (float(rc[i]) - float(rr[i])))))
-              for i in range(3)) / 3
+    dpo = (
+        sum(
+            math.log1p(math.exp(-0.1 * ((float(pc[i]) - float(pr[i])) - (float(rc[i]) - float(rr[i])))))
+            for i in range(3)
+        )
+        / 3
+    )
     nll = (0.5 + 1.5 + 2.0 + 0.3) / 4
     for coef in (0.2, 1.0):
         got = impl.dpo_total_loss(pc, pr, rc, rr, tok, mask, beta=0.1, nll_coef=coef)

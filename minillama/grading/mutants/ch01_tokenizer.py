@@ -53,7 +53,7 @@ def _merge_first_only(ids, pair, new_id):  # merges only the first occurrence
     ids = list(ids)
     for i in range(len(ids) - 1):
         if (ids[i], ids[i + 1]) == tuple(pair):
-            return ids[:i] + [new_id] + ids[i + 2:]
+            return ids[:i] + [new_id] + ids[i + 2 :]
     return ids
 
 
@@ -112,11 +112,11 @@ def _train_no_pretokenize(text, n_merges):  # trains on the raw byte stream, so 
 
 
 def _encode_first_mergeable(piece, ranks):  # merges the leftmost mergeable pair instead of the lowest-rank one
-    parts = [piece[i:i + 1] for i in range(len(piece))]
+    parts = [piece[i : i + 1] for i in range(len(piece))]
     while True:
         for i in range(len(parts) - 1):
             if parts[i] + parts[i + 1] in ranks:
-                parts[i:i + 2] = [parts[i] + parts[i + 1]]
+                parts[i : i + 2] = [parts[i] + parts[i + 1]]
                 break
         else:
             return [ranks[p] for p in parts]
@@ -134,7 +134,7 @@ def _encode_longest_prefix(piece, ranks):  # greedy longest-known-prefix matchin
 
 
 def _encode_bytes_only(piece, ranks):  # forgets to merge: one token per byte
-    return [ranks[piece[i:i + 1]] for i in range(len(piece))]
+    return [ranks[piece[i : i + 1]] for i in range(len(piece))]
 
 
 def _decode_per_token(ids, vocab):  # decodes each token alone, breaking characters split over tokens

@@ -89,7 +89,8 @@ MUTANTS = {
     "ffn-dim-no-two-thirds": {"ffn_hidden_dim": lambda d, m, f: _ffn_dim(d, m, f, "no-two-thirds")},
     # applies the multiplier after rounding
     "ffn-dim-multiplier-after-rounding": {
-        "ffn_hidden_dim": lambda d, m, f: _ffn_dim(d, m, f, "multiplier-after-rounding")},
+        "ffn_hidden_dim": lambda d, m, f: _ffn_dim(d, m, f, "multiplier-after-rounding")
+    },
     # relu instead of silu in the gate
     "ffn-relu-not-silu": {"feed_forward": lambda x, w1, w2, w3: _ffn(x, w1, w2, w3, "relu")},
     # sigmoid(w1 x) instead of silu(w1 x) = w1 x · sigmoid(w1 x)
@@ -100,12 +101,14 @@ MUTANTS = {
     "repeat-not-repeat-interleave": {"repeat_kv": _tile_kv},
     # the same mistake inside attention
     "gqa-repeat-not-interleave": {
-        "gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "repeat-not-interleave")},
+        "gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "repeat-not-interleave")
+    },
     # scores divided by e instead of sqrt(e)
     "gqa-scale-by-head-dim": {"gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "scale-by-e")},
     # softmax over the query axis
     "gqa-softmax-over-queries": {
-        "gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "softmax-over-queries")},
+        "gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "softmax-over-queries")
+    },
     # treats True in the mask as "blocked"
     "gqa-mask-inverted": {"gqa_attention": lambda q, k, v, mask=None: _attention(q, k, v, mask, "mask-inverted")},
     # tril without the cache offset: new queries cannot see most cached keys

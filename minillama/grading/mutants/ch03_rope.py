@@ -73,10 +73,12 @@ MUTANTS = {
     "table-no-scaling": {"precompute_freqs_cis": lambda args, seq_len=None: _table(args, seq_len, "no-scaling")},
     # positions counted from 1
     "table-positions-from-1": {
-        "precompute_freqs_cis": lambda args, seq_len=None: _table(args, seq_len, "positions-from-1")},
+        "precompute_freqs_cis": lambda args, seq_len=None: _table(args, seq_len, "positions-from-1")
+    },
     # (sin, cos) instead of (cos, sin)
     "table-sin-cos-swapped": {
-        "precompute_freqs_cis": lambda args, seq_len=None: _table(args, seq_len, "sin-cos-swapped")},
+        "precompute_freqs_cis": lambda args, seq_len=None: _table(args, seq_len, "sin-cos-swapped")
+    },
     # rotates the two halves (HF layout) instead of interleaved pairs (Meta layout)
     "rope-halves-not-pairs": {"apply_rotary_emb": lambda x, t: _rotate(x, t, "halves")},
     # sin sign flipped: rotates by -pos·f

@@ -12,13 +12,13 @@ def _cache(cache_k, cache_v, k, v, start_pos, how=""):
     if how == "not-in-place":
         return torch.cat([cache_k[:b, :start_pos], k], 1), torch.cat([cache_v[:b, :start_pos], v], 1)
     at = start_pos + 1 if how == "off-by-one" else start_pos
-    cache_k[:b, at:at + s] = k
-    cache_v[:b, at:at + s] = v
+    cache_k[:b, at : at + s] = k
+    cache_v[:b, at : at + s] = v
     if how == "whole-cache":
         return cache_k[:b], cache_v[:b]
     if how == "new-only":
         return k, v
-    return cache_k[:b, :start_pos + s], cache_v[:b, :start_pos + s]
+    return cache_k[:b, : start_pos + s], cache_v[:b, : start_pos + s]
 
 
 def _top_p(probs, p, generator=None, how=""):
@@ -96,7 +96,8 @@ MUTANTS = {
     "greedy-no-prefill": {"greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "no-prefill")},
     # each new token fed one position too far
     "greedy-position-off-by-one": {
-        "greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "position-off-by-one")},
+        "greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "position-off-by-one")
+    },
     # returns the stop token as well
     "greedy-keeps-stop-token": {"greedy_generate": lambda m, pr, n, stop=(): _greedy(m, pr, n, stop, "keeps-stop")},
     # returns prompt + new tokens

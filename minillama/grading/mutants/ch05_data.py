@@ -20,7 +20,7 @@ def _shingles(text, n=5, how=""):
     if len(words) < n:
         return set() if how == "short-text-empty" else ({" ".join(words)} if words else set())
     stop = len(words) - n if how == "off-by-one" else len(words) - n + 1
-    return {" ".join(words[i:i + n]) for i in range(stop)}
+    return {" ".join(words[i : i + n]) for i in range(stop)}
 
 
 def _minhash(shingle_set, num_perm=128, seed=1, how=""):
@@ -67,7 +67,7 @@ def _coverage(text, n=5, how=""):
     words = text.lower().split() if how == "lowercased" else text.split()
     if len(words) < n:
         return 0.0
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     counts = Counter(grams)
     covered = [False] * len(words)
     seen = set()
@@ -125,9 +125,9 @@ MUTANTS = {
     # range(bands - 1): the last band is never compared
     "lsh-last-band-skipped": {"lsh_candidate_pairs": _with(_lsh, "last-band-skipped")},
     # bands and rows swapped in the S-curve
-    "collision-swapped": {"lsh_collision_probability": lambda s, bands, rows: 1 - (1 - s ** bands) ** rows},
+    "collision-swapped": {"lsh_collision_probability": lambda s, bands, rows: 1 - (1 - s**bands) ** rows},
     # "all bands agree" instead of "at least one band agrees"
-    "collision-all-bands": {"lsh_collision_probability": lambda s, bands, rows: (s ** rows) ** bands},
+    "collision-all-bands": {"lsh_collision_probability": lambda s, bands, rows: (s**rows) ** bands},
     # fraction of words instead of characters
     "coverage-words-not-chars": {"duplicated_ngram_coverage": _with(_coverage, "words-not-chars")},
     # only the second and later occurrences marked, not the first

@@ -71,7 +71,7 @@ def _targets_not_shifted(stream, starts, seq_len):
 
 def _windows_of_seq_len(stream, starts, seq_len):
     # cuts seq_len tokens and shifts inside them, so rows are one token short and padded with the last input
-    rows = torch.tensor(np.stack([np.asarray(stream[s:s + seq_len], dtype=np.int64) for s in starts]))
+    rows = torch.tensor(np.stack([np.asarray(stream[s : s + seq_len], dtype=np.int64) for s in starts]))
     targets = torch.cat([rows[:, 1:], rows[:, -1:]], dim=1)
     return rows, targets
 
@@ -82,8 +82,7 @@ def _adam_l2(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.95), eps=
     return ref.adamw_step(param, g, exp_avg, exp_avg_sq, step, lr, betas, eps, 0.0)
 
 
-def _adam_no_bias_correction(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.95), eps=1e-8,
-                             weight_decay=0.1):
+def _adam_no_bias_correction(param, grad, exp_avg, exp_avg_sq, step, lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1):
     # skips the bias correction, so early steps are far too small
     b1, b2 = betas
     param = param * (1 - lr * weight_decay)

@@ -17,13 +17,13 @@ def _col_strided(x, weight, rank, world_size):
 def _col_input_dim(x, weight, rank, world_size):
     # splits the input features (dim 1) like a row-parallel layer and the input with it: a partial sum, not a slice
     cols = weight.shape[1] // world_size
-    return F.linear(x[..., rank * cols:(rank + 1) * cols], weight[:, rank * cols:(rank + 1) * cols])
+    return F.linear(x[..., rank * cols : (rank + 1) * cols], weight[:, rank * cols : (rank + 1) * cols])
 
 
 # 8.2 -------------------------------------------------------------------------------------------------
 def _row_block(weight, rank, world_size):
     cols = weight.shape[1] // world_size
-    return weight[:, rank * cols:(rank + 1) * cols]
+    return weight[:, rank * cols : (rank + 1) * cols]
 
 
 def _row_no_all_reduce(x_local, weight, rank, world_size, all_reduce):
@@ -39,7 +39,7 @@ def _row_mean(x_local, weight, rank, world_size, all_reduce):
 def _row_rows(x_local, weight, rank, world_size, all_reduce):
     # splits the output rows (column-parallel split) and pads the result: the wrong weight block
     rows = weight.shape[0] // world_size
-    w = weight[rank * rows:(rank + 1) * rows, : x_local.shape[-1]]
+    w = weight[rank * rows : (rank + 1) * rows, : x_local.shape[-1]]
     out = F.linear(x_local, w)
     return all_reduce(torch.cat([out] * world_size, dim=-1))
 
@@ -57,8 +57,10 @@ def _merge(pp, m, rank, warmup):
 
 def _gpipe(pp_size, n_microbatches):
     # all forwards then all backwards (GPipe): correct results but every rank holds all M activations
-    return [[(p, i, "F") for i in range(n_microbatches)] + [(p, i, "B") for i in range(n_microbatches)]
-            for p in range(pp_size)]
+    return [
+        [(p, i, "F") for i in range(n_microbatches)] + [(p, i, "B") for i in range(n_microbatches)]
+        for p in range(pp_size)
+    ]
 
 
 def _warmup_ignores_rank(pp_size, n_microbatches):
@@ -121,7 +123,7 @@ def _shard_pad_front(param, rank, world_size):
     # the padding at the front: the shards no longer start at element r·k
     k = math.ceil(param.numel() / world_size)
     flat = torch.cat([param.new_zeros(world_size * k - param.numel()), param.reshape(-1)])
-    return flat[rank * k:(rank + 1) * k].clone()
+    return flat[rank * k : (rank + 1) * k].clone()
 
 
 def _unshard_keeps_padding(shards, shape):

@@ -49,11 +49,15 @@ MUTANTS = {
     # loss mask keeps the prompt: trains on everything but the headers
     "mask-keeps-prompt": {"assistant_loss_mask": lambda roles: torch.tensor([r != "format" for r in roles])},
     # also trains on bos and the header tokens
-    "mask-keeps-headers": {"assistant_loss_mask": lambda roles: torch.tensor([r in ("assistant", "format")
-                                                                              for r in roles])},
+    "mask-keeps-headers": {
+        "assistant_loss_mask": lambda roles: torch.tensor([r in ("assistant", "format") for r in roles])
+    },
     # forgets the closing eot: the model never learns to stop
-    "mask-drops-eot": {"assistant_loss_mask": lambda roles: torch.tensor(
-        [r == "assistant" and i + 1 < len(roles) and roles[i + 1] == "assistant" for i, r in enumerate(roles)])},
+    "mask-drops-eot": {
+        "assistant_loss_mask": lambda roles: torch.tensor(
+            [r == "assistant" and i + 1 < len(roles) and roles[i + 1] == "assistant" for i, r in enumerate(roles)]
+        )
+    },
     "labels-no-shift": {"sft_labels": lambda t, m: _labels(t, m, "no-shift")},
     "labels-mask-at-input": {"sft_labels": lambda t, m: _labels(t, m, "mask-at-t")},
     "labels-wrap-around": {"sft_labels": lambda t, m: _labels(t, m, "wrap-around")},

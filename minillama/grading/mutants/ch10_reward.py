@@ -15,8 +15,9 @@ MUTANTS = {
     # only neighbours in the ranking: drops (edited, rejected)
     "pairs-adjacent-only": {"ranked_to_pairs": lambda xs: [(xs[i], xs[i + 1]) for i in range(len(xs) - 1)]},
     # pairs written (worse, better)
-    "pairs-reversed": {"ranked_to_pairs": lambda xs: [(xs[j], xs[i]) for i in range(len(xs))
-                                                      for j in range(i + 1, len(xs))]},
+    "pairs-reversed": {
+        "ranked_to_pairs": lambda xs: [(xs[j], xs[i]) for i in range(len(xs)) for j in range(i + 1, len(xs))]
+    },
     # counts ties as right
     "accuracy-ties-count": {"pairwise_accuracy": lambda b, w: float((b >= w).float().mean())},
     # picks the lowest-scoring sample

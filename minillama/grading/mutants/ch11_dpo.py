@@ -34,8 +34,9 @@ MUTANTS = {
     # beta outside the sigmoid
     "dpo-beta-outside": {"dpo_loss": lambda pc, pr, rc, rr, beta=0.1: -beta * F.logsigmoid((pc - pr) - (rc - rr))},
     # reference subtracted the wrong way round
-    "dpo-reference-swapped": {"dpo_loss": lambda pc, pr, rc, rr, beta=0.1:
-                              -F.logsigmoid(beta * ((pc - pr) + (rc - rr)))},
+    "dpo-reference-swapped": {
+        "dpo_loss": lambda pc, pr, rc, rr, beta=0.1: -F.logsigmoid(beta * ((pc - pr) + (rc - rr)))
+    },
     # keeps eot/eom and headers in the response log-probs
     "mask-keeps-formatting": {"dpo_response_mask": lambda t, a, ids: a.bool()},
     # drops formatting tokens but also counts the prompt
@@ -44,9 +45,13 @@ MUTANTS = {
     "nll-all-positions": {"nll_term": lambda tok, m: _nll(tok, m, "all-positions")},
     "nll-sign": {"nll_term": lambda tok, m: _nll(tok, m, "sign")},
     # TRL <= 0.9.6's ordering: 0.2·DPO + NLL instead of DPO + 0.2·NLL
-    "total-coef-on-dpo": {"dpo_total_loss": lambda pc, pr, rc, rr, tok, m, beta=0.1, nll_coef=0.2:
-                          nll_coef * _dpo_mean(pc, pr, rc, rr, beta) + _nll_ok(tok, m)},
+    "total-coef-on-dpo": {
+        "dpo_total_loss": lambda pc, pr, rc, rr, tok, m, beta=0.1, nll_coef=0.2: (
+            nll_coef * _dpo_mean(pc, pr, rc, rr, beta) + _nll_ok(tok, m)
+        )
+    },
     # drops the NLL term
-    "total-no-nll": {"dpo_total_loss": lambda pc, pr, rc, rr, tok, m, beta=0.1, nll_coef=0.2:
-                     _dpo_mean(pc, pr, rc, rr, beta)},
+    "total-no-nll": {
+        "dpo_total_loss": lambda pc, pr, rc, rr, tok, m, beta=0.1, nll_coef=0.2: _dpo_mean(pc, pr, rc, rr, beta)
+    },
 }

@@ -18,8 +18,16 @@ def _eom_any_role(message):  # any message with stop_reason end_of_message ends 
 
 
 # -- 12.2 render_message
-def _render(tokenizer, message, tool_prompt_format="json", *, strip=False, tag_always=False, allow_special=False,
-            keep_tool_role=False):
+def _render(
+    tokenizer,
+    message,
+    tool_prompt_format="json",
+    *,
+    strip=False,
+    tag_always=False,
+    allow_special=False,
+    keep_tool_role=False,
+):
     sp = tokenizer.special_tokens
     role = message["role"]
     if role == "tool" and not keep_tool_role:
@@ -76,7 +84,7 @@ def _json_whole_object(body):  # returns the whole JSON object as the arguments,
 def _json_raises(body):  # lets json.loads' exception escape on a malformed call
     if "<function=" in body:
         start = body.index(">") + 1
-        json.loads(body[start:body.index("</function>")])
+        json.loads(body[start : body.index("</function>")])
     return ref.parse_json_call(body)
 
 
@@ -101,7 +109,7 @@ def _builtin_everything_is_code(body):  # treats any message as code, with or wi
 
 def _builtin_ignores_tag_calls(body):  # checks for code before the .call( pattern, so tagged searches become code
     if body.startswith("<|python_tag|>"):
-        return {"tool_name": "code_interpreter", "arguments": {"code": body[len("<|python_tag|>"):]}}
+        return {"tool_name": "code_interpreter", "arguments": {"code": body[len("<|python_tag|>") :]}}
     return ref.parse_builtin_call(body)
 
 
@@ -115,8 +123,14 @@ def _step_no_result(model, messages, tools):  # runs the tool but never appends 
 
 def _step_exception_escapes(model, messages, tools):  # no try/except: a failing tool kills the loop
     parsed = parse_assistant_text(model(messages))
-    messages.append({"role": "assistant", "content": parsed["content"], "tool_calls": parsed["tool_calls"],
-                     "stop_reason": parsed["stop_reason"]})
+    messages.append(
+        {
+            "role": "assistant",
+            "content": parsed["content"],
+            "tool_calls": parsed["tool_calls"],
+            "stop_reason": parsed["stop_reason"],
+        }
+    )
     for call in parsed["tool_calls"]:
         messages.append({"role": "ipython", "content": str(tools[call["tool_name"]](**call["arguments"]))})
     return messages
@@ -126,7 +140,7 @@ def _step_error_as_success(model, messages, tools):  # reports errors without th
     ref.agent_step(model, messages, tools)
     last = messages[-1]
     if last["role"] == "ipython" and last["content"].startswith("failed\n"):
-        last["content"] = last["content"][len("failed\n"):]
+        last["content"] = last["content"][len("failed\n") :]
     return messages
 
 
@@ -156,4 +170,3 @@ MUTANTS = {
     "step-error-without-failed": {"agent_step": _step_error_as_success},
     "step-wrong-stop-reason": {"agent_step": _step_wrong_stop_reason},
 }
-

@@ -22,8 +22,9 @@ def count_parameters(args: ModelArgs) -> int:
     return parameter_count(args)
 
 
-def kv_cache_bytes(n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1,
-                   bytes_per_element: int = 2) -> int:
+def kv_cache_bytes(
+    n_layers: int, n_kv_heads: int, head_dim: int, seq_len: int = 1, batch: int = 1, bytes_per_element: int = 2
+) -> int:
     """Bytes of the KV cache for `batch` sequences of `seq_len` tokens: K and V for every layer and key/value
     head, `head_dim` numbers each, `bytes_per_element` bytes per number (bf16: 2, fp8: 1)."""
     return _kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element)

@@ -20,8 +20,11 @@ from minillama.model.config import ffn_hidden_dim as _ffn_hidden_dim
 
 # What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
 ANSWER_KEY = (
-    "minillama.model.model:RMSNorm", "minillama.model.model:FeedForward", "minillama.model.model:Attention",
-    "minillama.model.model:causal_mask", "minillama.model.config:ffn_hidden_dim",
+    "minillama.model.model:RMSNorm",
+    "minillama.model.model:FeedForward",
+    "minillama.model.model:Attention",
+    "minillama.model.model:causal_mask",
+    "minillama.model.config:ffn_hidden_dim",
 )
 
 

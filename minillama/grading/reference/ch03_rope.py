@@ -15,8 +15,10 @@ from minillama.model.rope import rope_frequencies as _rope_frequencies
 
 # What a learner's file must not call (the grader's worker blocks it): modules, or "module:name".
 ANSWER_KEY = (
-    "minillama.model.rope:rope_frequencies", "minillama.model.rope:apply_rope_scaling",
-    "minillama.model.rope:precompute_freqs_cis", "minillama.model.rope:apply_rotary_emb",
+    "minillama.model.rope:rope_frequencies",
+    "minillama.model.rope:apply_rope_scaling",
+    "minillama.model.rope:precompute_freqs_cis",
+    "minillama.model.rope:apply_rotary_emb",
 )
 
 
@@ -25,17 +27,28 @@ def rope_frequencies(head_dim: int, theta: float = 500000.0) -> Tensor:
     return _rope_frequencies(head_dim, theta)
 
 
-def apply_rope_scaling(freqs: Tensor, factor: float = 8.0, low_freq_factor: float = 1.0,
-                       high_freq_factor: float = 4.0, original_max_seq_len: int = 8192) -> Tensor:
+def apply_rope_scaling(
+    freqs: Tensor,
+    factor: float = 8.0,
+    low_freq_factor: float = 1.0,
+    high_freq_factor: float = 4.0,
+    original_max_seq_len: int = 8192,
+) -> Tensor:
     """Llama 3.1 frequency scaling, element-wise on inverse frequencies `freqs` (n,) -> (n,).
 
     With wavelength `λ = 2π/f` and L = original_max_seq_len:
     λ < L/high_freq_factor: kept; λ > L/low_freq_factor: divided by `factor`; in between (both ends included):
     `(1 - a)·f/factor + a·f` with `a = (L/λ - low_freq_factor)/(high_freq_factor - low_freq_factor)`.
     """
-    return _apply_rope_scaling(freqs, RopeScaling(factor=factor, low_freq_factor=low_freq_factor,
-                                                  high_freq_factor=high_freq_factor,
-                                                  original_max_seq_len=original_max_seq_len))
+    return _apply_rope_scaling(
+        freqs,
+        RopeScaling(
+            factor=factor,
+            low_freq_factor=low_freq_factor,
+            high_freq_factor=high_freq_factor,
+            original_max_seq_len=original_max_seq_len,
+        ),
+    )
 
 
 def precompute_freqs_cis(args: ModelArgs, seq_len: int | None = None) -> Tensor:

@@ -48,8 +48,7 @@ def duplicated_ngram_coverage(text: str, n: int = 5) -> float:
     return filters.duplicated_ngram_coverage(text, n)
 
 
-def token_kl_divergence(tokens: Sequence[str], corpus_counts: Counter, corpus_total: int,
-                        alpha: float = 1.0) -> float:
+def token_kl_divergence(tokens: Sequence[str], corpus_counts: Counter, corpus_total: int, alpha: float = 1.0) -> float:
     """KL(p_doc || q) in nats: p_doc the empirical distribution of `tokens`; q(t) = (corpus_counts[t] + alpha) /
     (corpus_total + alpha·(len(corpus_counts) + 1)). 0.0 for no tokens."""
     return filters.token_kl_divergence(tokens, corpus_counts, corpus_total, alpha)

@@ -43,9 +43,17 @@ def inputs_and_targets(stream: np.ndarray, starts: Sequence[int], seq_len: int) 
     return _inputs_and_targets(stream, starts, seq_len)
 
 
-def adamw_step(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int, lr: float,
-               betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-               weight_decay: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+def adamw_step(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: int,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    weight_decay: float = 0.1,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One AdamW update with decoupled weight decay; returns new (param, exp_avg, exp_avg_sq)."""
     return _adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
 

@@ -11,8 +11,13 @@ from minillama.posttrain.data import formatting_mask as _formatting_mask
 ANSWER_KEY = ("minillama.posttrain",)
 
 
-def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-             ref_rejected_logps: Tensor, beta: float = 0.1) -> Tensor:
+def dpo_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float = 0.1,
+) -> Tensor:
     """Per-example sigmoid DPO loss −log σ(β·[(π_c − π_r) − (ref_c − ref_r)]) on summed log-probs. (n,)×4 -> (n,)."""
     return _losses.dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta)
 
@@ -29,9 +34,24 @@ def nll_term(chosen_token_logps: Tensor, chosen_mask: Tensor) -> Tensor:
     return _losses.nll_term(chosen_token_logps, chosen_mask)
 
 
-def dpo_total_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_chosen_logps: Tensor,
-                   ref_rejected_logps: Tensor, chosen_token_logps: Tensor, chosen_mask: Tensor,
-                   beta: float = 0.1, nll_coef: float = 0.2) -> Tensor:
+def dpo_total_loss(
+    policy_chosen_logps: Tensor,
+    policy_rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    chosen_token_logps: Tensor,
+    chosen_mask: Tensor,
+    beta: float = 0.1,
+    nll_coef: float = 0.2,
+) -> Tensor:
     """Llama 3's DPO objective: mean DPO loss + nll_coef · NLL of the chosen responses. Scalar."""
-    return _losses.dpo_total_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-                                  chosen_token_logps, chosen_mask, beta, nll_coef)
+    return _losses.dpo_total_loss(
+        policy_chosen_logps,
+        policy_rejected_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        chosen_token_logps,
+        chosen_mask,
+        beta,
+        nll_coef,
+    )

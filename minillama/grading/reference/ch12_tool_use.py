@@ -56,8 +56,9 @@ def agent_step(model, messages: list[dict], tools: dict) -> list[dict]:
     an exception. A call that could not be parsed also gets such a failed message."""
     parsed = parse_assistant_text(model(messages))
     stop = "end_of_message" if parsed["stop_reason"] == "end_of_message" else "end_of_turn"
-    messages.append({"role": "assistant", "content": parsed["content"], "tool_calls": parsed["tool_calls"],
-                     "stop_reason": stop})
+    messages.append(
+        {"role": "assistant", "content": parsed["content"], "tool_calls": parsed["tool_calls"], "stop_reason": stop}
+    )
     if parsed["error"] is not None:
         messages.append({"role": "ipython", "content": format_tool_result("failed", stderr=parsed["error"]["message"])})
         return messages

@@ -24,13 +24,38 @@ class CalculatorError(ValueError):
     """The query is not arithmetic this calculator can evaluate (message says what to change)."""
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "ln": math.log, "log10": math.log10,
-              "log2": math.log2, "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin,
-              "acos": math.acos, "atan": math.atan, "abs": abs, "round": round, "floor": math.floor,
-              "ceil": math.ceil, "factorial": math.factorial, "gcd": math.gcd, "min": min, "max": max}
+_FUNCTIONS = {
+    "sqrt": math.sqrt,
+    "exp": math.exp,
+    "log": math.log,
+    "ln": math.log,
+    "log10": math.log10,
+    "log2": math.log2,
+    "sin": math.sin,
+    "cos": math.cos,
+    "tan": math.tan,
+    "asin": math.asin,
+    "acos": math.acos,
+    "atan": math.atan,
+    "abs": abs,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+    "factorial": math.factorial,
+    "gcd": math.gcd,
+    "min": min,
+    "max": max,
+}
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 1_000
@@ -64,8 +89,7 @@ def evaluate(expression: str):
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value,
-                                                                                                      bool):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
             return node.value
         if isinstance(node, ast.Name) and node.id in _CONSTANTS:
             return _CONSTANTS[node.id]
@@ -73,20 +97,30 @@ def evaluate(expression: str):
             return _UNARY[type(node.op)](ev(node.operand))
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = ev(node.left), ev(node.right)
-            if isinstance(node.op, ast.Pow) and (abs(right) > MAX_EXPONENT or isinstance(left, int) and abs(left) > 1
-                                                 and abs(right) * math.log2(abs(left)) > MAX_RESULT_BITS):
-                raise CalculatorError(f"the power is too large (exponent limit {MAX_EXPONENT}, results up to "
-                                      f"{MAX_RESULT_BITS} bits)")
+            if isinstance(node.op, ast.Pow) and (
+                abs(right) > MAX_EXPONENT
+                or isinstance(left, int)
+                and abs(left) > 1
+                and abs(right) * math.log2(abs(left)) > MAX_RESULT_BITS
+            ):
+                raise CalculatorError(
+                    f"the power is too large (exponent limit {MAX_EXPONENT}, results up to {MAX_RESULT_BITS} bits)"
+                )
             return _BINARY[type(node.op)](left, right)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
-                and not node.keywords:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _FUNCTIONS
+            and not node.keywords
+        ):
             args = [ev(a) for a in node.args]
             if node.func.id == "factorial" and args and args[0] > MAX_FACTORIAL:
                 raise CalculatorError(f"factorial argument {args[0]} is too large (limit {MAX_FACTORIAL})")
             return _FUNCTIONS[node.func.id](*args)
         what = ast.unparse(node) if hasattr(ast, "unparse") else type(node).__name__
-        raise CalculatorError(f"{what!r} is not arithmetic; use numbers, + - * / // % ^, parentheses and "
-                              f"{', '.join(sorted(_FUNCTIONS))}")
+        raise CalculatorError(
+            f"{what!r} is not arithmetic; use numbers, + - * / // % ^, parentheses and {', '.join(sorted(_FUNCTIONS))}"
+        )
 
     try:
         return ev(tree)

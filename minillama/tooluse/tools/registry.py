@@ -40,8 +40,7 @@ def schema_errors(value: Any, schema: dict, path: str = "arguments") -> list[tup
     if expected is not None:
         names = expected if isinstance(expected, list) else [expected]
         if not any(_TYPES.get(n, lambda v: True)(value) for n in names):
-            errors.append(("wrong_type", f"{path} must be {' or '.join(names)}, got {type(value).__name__} "
-                                         f"{value!r}"))
+            errors.append(("wrong_type", f"{path} must be {' or '.join(names)}, got {type(value).__name__} {value!r}"))
             return errors
     if "enum" in schema and value not in schema["enum"]:
         errors.append(("bad_value", f"{path} must be one of {schema['enum']}, got {value!r}"))
@@ -54,8 +53,7 @@ def schema_errors(value: Any, schema: dict, path: str = "arguments") -> list[tup
             if name in props:
                 errors += schema_errors(item, props[name], f"{path}.{name}")
             elif schema.get("additionalProperties", True) is False:
-                errors.append(("unexpected_argument", f"{path}.{name} is not a parameter; expected "
-                                                      f"{sorted(props)}"))
+                errors.append(("unexpected_argument", f"{path}.{name} is not a parameter; expected {sorted(props)}"))
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(item, schema["items"], f"{path}[{i}]")
@@ -83,22 +81,30 @@ class ToolRegistry:
     def __init__(self):
         self._tools: dict[str, tuple[Callable, dict]] = {}
 
-    def register(self, fn: Callable | None = None, *, name: str | None = None, description: str | None = None,
-                 parameters: dict | None = None):
+    def register(
+        self,
+        fn: Callable | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        parameters: dict | None = None,
+    ):
         """Register `fn` (usable as a decorator). The schema defaults to one read from the annotations."""
+
         def add(f: Callable) -> Callable:
             tool_name = name or f.__name__
             if not tool_name.isidentifier():
-                raise ValueError(f"tool name {tool_name!r} must be a Python identifier (it is written "
-                                 "<function=NAME> and NAME(...) in calls)")
+                raise ValueError(
+                    f"tool name {tool_name!r} must be a Python identifier (it is written "
+                    "<function=NAME> and NAME(...) in calls)"
+                )
             schema = parameters if parameters is not None else _schema_from_signature(f)
             if schema.get("type", "object") != "object":
-                raise ValueError("a tool's parameters schema must have type 'object' (arguments are keyword "
-                                 "arguments)")
+                raise ValueError("a tool's parameters schema must have type 'object' (arguments are keyword arguments)")
             doc = (inspect.getdoc(f) or "").split("\n")[0]
-            self._tools[tool_name] = (f, {"name": tool_name, "description": description or doc,
-                                          "parameters": schema})
+            self._tools[tool_name] = (f, {"name": tool_name, "description": description or doc, "parameters": schema})
             return f
+
         return add(fn) if fn is not None else add
 
     def __contains__(self, name: str) -> bool:
@@ -118,8 +124,11 @@ class ToolRegistry:
         """None if `call` ({"tool_name", "arguments"}) can run, else a structured error naming what to change."""
         name = call.get("tool_name")
         if name not in self._tools:
-            return tool_error("unknown_tool", f"there is no tool named {name!r}; available tools: "
-                                              f"{', '.join(self.names()) or '(none)'}", name)
+            return tool_error(
+                "unknown_tool",
+                f"there is no tool named {name!r}; available tools: {', '.join(self.names()) or '(none)'}",
+                name,
+            )
         args = call.get("arguments")
         problems = schema_errors(args, self._tools[name][1]["parameters"])
         if problems:

@@ -65,8 +65,17 @@ class SandboxRefused(RuntimeError):
 # --------------------------------------------------------------------------------------------------------------
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 _MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers", "/etc/.pwd.lock")
-_MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d", "/etc/NetworkManager/system-connections",
-                "/etc/wireguard", "/etc/docker", "/etc/libvirt", "/etc/polkit-1", "/etc/cups")
+_MASKED_DIRS = (
+    "/etc/ssh",
+    "/etc/ssl/private",
+    "/etc/sudoers.d",
+    "/etc/NetworkManager/system-connections",
+    "/etc/wireguard",
+    "/etc/docker",
+    "/etc/libvirt",
+    "/etc/polkit-1",
+    "/etc/cups",
+)
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -81,12 +90,21 @@ def _python_paths(python: str) -> list[str]:
     read-only into the sandbox. Found by asking that interpreter once."""
     if python in _PYTHON_PATHS:
         return _PYTHON_PATHS[python]
-    probe = ("import json, os, sys\nprint(json.dumps([sys.prefix, sys.exec_prefix, sys.base_prefix, "
-             "sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))] + sys.path))")
+    probe = (
+        "import json, os, sys\nprint(json.dumps([sys.prefix, sys.exec_prefix, sys.base_prefix, "
+        "sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))] + sys.path))"
+    )
     found = [os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))]
     try:
-        out = subprocess.run([python, "-I", "-c", probe], capture_output=True, text=True, timeout=30, check=False,
-                             stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
+        out = subprocess.run(
+            [python, "-I", "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin"},
+        )
         found += json.loads(out.stdout)
     except (OSError, ValueError, subprocess.SubprocessError):
         pass
@@ -492,7 +510,7 @@ finish()
 # --------------------------------------------------------------------------------------------------------------
 # The program that runs the model's code: limits, guards, then the code read from stdin
 # --------------------------------------------------------------------------------------------------------------
-_BOOTSTRAP = r'''
+_BOOTSTRAP = r"""
 import json, os, sys
 cfg = json.loads(sys.argv[1])
 _source = sys.stdin.buffer.read()  # the code comes on stdin: there is no file the code could swap for a link
@@ -573,7 +591,7 @@ except BaseException as exc:  # show the model its own frames only, not this boo
         tb = tb.tb_next
     traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
     sys.exit(1)
-'''
+"""
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -602,7 +620,7 @@ class SandboxResult:
         """The `ipython` message body: `completed`/`failed`, [stdout]..[/stdout], [stderr]..[/stderr]."""
         stderr = self.stderr
         if self.message and self.message not in stderr:
-            stderr = (stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + self.message + "\n")
+            stderr = stderr + ("\n" if stderr and not stderr.endswith("\n") else "") + self.message + "\n"
         return format_tool_result(self.status, self.stdout, stderr)
 
 
@@ -625,7 +643,7 @@ class _Capture(threading.Thread):
                 if not chunk:
                     break
                 self.total += len(chunk)
-                self.tail = (self.tail + chunk)[-self.keep * 4:]
+                self.tail = (self.tail + chunk)[-self.keep * 4 :]
                 if self.kept < self.keep * 4:  # bytes: up to 4 per character
                     self.chunks.append(chunk)
                     self.kept += len(chunk)
@@ -651,9 +669,9 @@ class _Capture(threading.Thread):
 
     def text_for_diagnosis(self) -> str:
         """The kept start and the last characters read, for recognising why a run failed."""
-        return b"".join(self.chunks).decode("utf-8", errors="replace") + "\n" + self.tail.decode(
-            "utf-8", errors="replace")
-
+        return (
+            b"".join(self.chunks).decode("utf-8", errors="replace") + "\n" + self.tail.decode("utf-8", errors="replace")
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -715,18 +733,22 @@ def detect_isolation(refresh: bool = False) -> dict:
                 info["why"][level] = why
     else:
         info["why"] = {"bwrap": f"no Linux namespaces on {system}", "namespaces": f"no Linux namespaces on {system}"}
-    info["level"] = next((lvl for lvl, key in (("bwrap", "bwrap"), ("namespaces", "unshare")) if info[key]),
-                         "limits" if info["rlimits"] else "guards")
+    info["level"] = next(
+        (lvl for lvl, key in (("bwrap", "bwrap"), ("namespaces", "unshare")) if info[key]),
+        "limits" if info["rlimits"] else "guards",
+    )
     _DETECTED = info
     return info
 
 
 def _refusal(level: str, info: dict) -> str:
     why = "; ".join(f"{k}: {v}" for k, v in info.get("why", {}).items()) or f"isolation {level!r} was asked for"
-    return (f"Refusing to run model-written code: the only isolation here is {level!r} ({why}), which does not "
-            f"protect {UNPROTECTED}. Install bubblewrap (apt-get install bubblewrap) or "
-            "allow unprivileged user namespaces, or opt in with Sandbox(allow_weak_isolation=True) / "
-            "`minillama chat --allow-unsafe-sandbox`.")
+    return (
+        f"Refusing to run model-written code: the only isolation here is {level!r} ({why}), which does not "
+        f"protect {UNPROTECTED}. Install bubblewrap (apt-get install bubblewrap) or "
+        "allow unprivileged user namespaces, or opt in with Sandbox(allow_weak_isolation=True) / "
+        "`minillama chat --allow-unsafe-sandbox`."
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -754,14 +776,28 @@ class Sandbox:
         python: the interpreter to run the code with (default: this one).
     """
 
-    def __init__(self, timeout_s: float = 10.0, cpu_s: int | None = None, memory_mb: int = 1024,
-                 max_output: int = 4000, max_processes: int = 16, file_mb: int = 64, disk_mb: int = 256,
-                 isolation: str = "auto", allow_weak_isolation: bool = False, require: str | None = None,
-                 guards: bool = True, files: dict | None = None, python: str | None = None,
-                 _probing: bool = False):
+    def __init__(
+        self,
+        timeout_s: float = 10.0,
+        cpu_s: int | None = None,
+        memory_mb: int = 1024,
+        max_output: int = 4000,
+        max_processes: int = 16,
+        file_mb: int = 64,
+        disk_mb: int = 256,
+        isolation: str = "auto",
+        allow_weak_isolation: bool = False,
+        require: str | None = None,
+        guards: bool = True,
+        files: dict | None = None,
+        python: str | None = None,
+        _probing: bool = False,
+    ):
         if timeout_s <= 0 or memory_mb < 32 or max_output < 100 or max_processes < 1 or disk_mb < 1:
-            raise ValueError("Sandbox limits: timeout_s > 0, memory_mb >= 32 (Python needs ~30 MB), "
-                             "max_output >= 100, max_processes >= 1, disk_mb >= 1")
+            raise ValueError(
+                "Sandbox limits: timeout_s > 0, memory_mb >= 32 (Python needs ~30 MB), "
+                "max_output >= 100, max_processes >= 1, disk_mb >= 1"
+            )
         info = detect_isolation()
         available = info["level"]
         if isolation == "auto":
@@ -770,17 +806,24 @@ class Sandbox:
             raise ValueError(f"isolation must be 'auto' or one of {LEVELS[1:]}, got {isolation!r}")
         works = {"bwrap": info["bwrap"], "namespaces": info["unshare"], "limits": info["rlimits"], "guards": True}
         if not _probing and not works[isolation]:
-            raise SandboxRefused(f"isolation {isolation!r} does not work here "
-                                 f"({info['why'].get(isolation, 'not available')}); best: {available!r}")
+            raise SandboxRefused(
+                f"isolation {isolation!r} does not work here "
+                f"({info['why'].get(isolation, 'not available')}); best: {available!r}"
+            )
         if require is not None and LEVELS.index(isolation) < LEVELS.index(require):
-            raise SandboxRefused(f"this sandbox would run with isolation {isolation!r}, weaker than the required "
-                                 f"{require!r}; on Linux install bubblewrap (apt-get install bubblewrap)")
+            raise SandboxRefused(
+                f"this sandbox would run with isolation {isolation!r}, weaker than the required "
+                f"{require!r}; on Linux install bubblewrap (apt-get install bubblewrap)"
+            )
         if isolation not in STRONG and not _probing:
             if not allow_weak_isolation:
                 raise SandboxRefused(_refusal(isolation, info))
-            warnings.warn(f"Sandbox isolation is only {isolation!r} on {info['system']} (opted in): resource limits "
-                          f"and Python guards, no OS-level protection of {UNPROTECTED}. Do not run untrusted code.",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"Sandbox isolation is only {isolation!r} on {info['system']} (opted in): resource limits "
+                f"and Python guards, no OS-level protection of {UNPROTECTED}. Do not run untrusted code.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.isolation = isolation
         self.pids_cgroup = info["pids_cgroup"] if isolation != "guards" else None
         self.timeout_s, self.cpu_s = float(timeout_s), int(cpu_s or max(1, int(timeout_s) + 1))
@@ -799,8 +842,9 @@ class Sandbox:
         parts = PurePosixPath(name).parts
         if not parts or PurePosixPath(name).is_absolute() or any(p in ("..", ".") for p in parts):
             raise ValueError(f"file name {name!r} must stay inside the sandbox directory")
-        payload = data.read_bytes() if isinstance(data, Path) else data if isinstance(data, bytes) else \
-            str(data).encode()
+        payload = (
+            data.read_bytes() if isinstance(data, Path) else data if isinstance(data, bytes) else str(data).encode()
+        )
         if os.open not in os.supports_dir_fd:  # Windows: no *at() calls; the weak levels only
             target = self.workdir.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -853,23 +897,65 @@ class Sandbox:
                 # keeps the capabilities it needs to copy files and switch the code to uid 65534
                 who = ["--unshare-cgroup-try", "--cap-add", "ALL"]
             else:
-                who = ["--unshare-user", "--unshare-cgroup-try", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                       "--cap-drop", "ALL"]
-            return ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net",
-                    "--unshare-uts", "--hostname", "sandbox", *who, *_bwrap_args(self._plan()),
-                    "--chdir", str(self.workdir), *python]
+                who = [
+                    "--unshare-user",
+                    "--unshare-cgroup-try",
+                    "--uid",
+                    str(SANDBOX_UID),
+                    "--gid",
+                    str(SANDBOX_UID),
+                    "--cap-drop",
+                    "ALL",
+                ]
+            return [
+                "bwrap",
+                "--die-with-parent",
+                "--new-session",
+                "--unshare-ipc",
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-uts",
+                "--hostname",
+                "sandbox",
+                *who,
+                *_bwrap_args(self._plan()),
+                "--chdir",
+                str(self.workdir),
+                *python,
+            ]
         if self.isolation == "namespaces":
             user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-            return ["unshare", *user, "--mount", "--pid", "--net", "--ipc", "--uts", "--cgroup", "--fork",
-                    "--kill-child", *python]
+            return [
+                "unshare",
+                *user,
+                "--mount",
+                "--pid",
+                "--net",
+                "--ipc",
+                "--uts",
+                "--cgroup",
+                "--fork",
+                "--kill-child",
+                *python,
+            ]
         return python
 
     def _env(self) -> dict:
         wd = str(self.workdir)
-        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": wd, "TMPDIR": wd, "LANG": "C.UTF-8",
-                "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1",
-                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-                "MPLCONFIGDIR": wd}
+        return {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": wd,
+            "TMPDIR": wd,
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": wd,
+        }
 
     def _make_cgroup(self) -> Path | None:
         if not self.pids_cgroup:
@@ -910,18 +996,34 @@ class Sandbox:
         if not isinstance(code, str):
             raise ValueError(f"code must be a string of Python source, got {type(code).__name__}")
         group = self._make_cgroup()
-        child = {"workdir": str(self.workdir), "memory_bytes": self.memory_mb * 2**20, "cpu_s": self.cpu_s,
-                 "file_bytes": self.file_mb * 2**20, "max_processes": self.max_processes, "guards": self.guards,
-                 "nproc": group is None and os.name == "posix" and (self.isolation in STRONG or os.getuid() != 0)}
+        child = {
+            "workdir": str(self.workdir),
+            "memory_bytes": self.memory_mb * 2**20,
+            "cpu_s": self.cpu_s,
+            "file_bytes": self.file_mb * 2**20,
+            "max_processes": self.max_processes,
+            "guards": self.guards,
+            "nproc": group is None and os.name == "posix" and (self.isolation in STRONG or os.getuid() != 0),
+        }
         supervised = self.isolation != "guards" and os.name == "posix"
         status_r = host_fd = None
         pass_fds: tuple = ()
         if supervised:
             status_r, status_w = os.pipe()
             pass_fds = (status_w,)
-            config = {"level": self.isolation, "workdir": str(self.workdir), "timeout_s": self.timeout_s,
-                      "python": self.python, "bootstrap": _BOOTSTRAP, "child": child, "status_fd": status_w,
-                      "uid": SANDBOX_UID, "disk_bytes": self.disk_mb * 2**20, "host_fd": None, "plan": None}
+            config = {
+                "level": self.isolation,
+                "workdir": str(self.workdir),
+                "timeout_s": self.timeout_s,
+                "python": self.python,
+                "bootstrap": _BOOTSTRAP,
+                "child": child,
+                "status_fd": status_w,
+                "uid": SANDBOX_UID,
+                "disk_bytes": self.disk_mb * 2**20,
+                "host_fd": None,
+                "plan": None,
+            }
             if self.isolation in STRONG:
                 host_fd = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
                 config["host_fd"] = host_fd
@@ -939,10 +1041,17 @@ class Sandbox:
 
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(command, cwd=self.workdir if self.isolation not in STRONG else "/",
-                                    env=self._env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=os.name == "posix",
-                                    preexec_fn=enter_cgroup if group else None, pass_fds=pass_fds)
+            proc = subprocess.Popen(
+                command,
+                cwd=self.workdir if self.isolation not in STRONG else "/",
+                env=self._env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=os.name == "posix",
+                preexec_fn=enter_cgroup if group else None,
+                pass_fds=pass_fds,
+            )
         finally:
             for fd in pass_fds:
                 os.close(fd)
@@ -1001,17 +1110,30 @@ class Sandbox:
         message = self._explain(returncode, timed_out, err.text_for_diagnosis(), seconds, status)
         if cut_out or cut_err:
             message = (message.rstrip(".") + ". " if message else "") + (
-                f"Output was truncated to {self.max_output} characters per stream.")
+                f"Output was truncated to {self.max_output} characters per stream."
+            )
         if status.get("skipped"):
             message = (message.rstrip(".") + ". " if message else "") + (
-                "Not kept in the working folder (not a regular file or folder): " + ", ".join(status["skipped"]))
+                "Not kept in the working folder (not a regular file or folder): " + ", ".join(status["skipped"])
+            )
         ok = returncode == 0 and not timed_out and not status.get("error") and (not supervised or bool(status))
         files = sorted(entry.name for entry in os.scandir(self.workdir))  # names only: no link is followed
-        return SandboxResult("completed" if ok else "failed", stdout, stderr, None if timed_out else returncode,
-                             message.strip(), timed_out, cut_out or cut_err, seconds, self.isolation, files)
+        return SandboxResult(
+            "completed" if ok else "failed",
+            stdout,
+            stderr,
+            None if timed_out else returncode,
+            message.strip(),
+            timed_out,
+            cut_out or cut_err,
+            seconds,
+            self.isolation,
+            files,
+        )
 
-    def _explain(self, returncode: int | None, timed_out: bool, stderr: str, seconds: float,
-                 status: dict | None = None) -> str:
+    def _explain(
+        self, returncode: int | None, timed_out: bool, stderr: str, seconds: float, status: dict | None = None
+    ) -> str:
         status = status or {}
         if status.get("error"):
             return f"The sandbox failed: {status['error']}."
@@ -1025,11 +1147,15 @@ class Sandbox:
         if "MemoryError" in stderr or returncode == -signal.SIGSEGV and "memory" in stderr.lower():
             return f"Failed: the memory limit of {self.memory_mb} MB was reached (MemoryError)."
         if "No space left on device" in stderr:
-            return (f"Failed: the working folder's quota of {self.disk_mb} MB is full (No space left on device; "
-                    f"/tmp holds {min(64, self.disk_mb)} MB).")
+            return (
+                f"Failed: the working folder's quota of {self.disk_mb} MB is full (No space left on device; "
+                f"/tmp holds {min(64, self.disk_mb)} MB)."
+            )
         if status.get("disk_total", 0) > self.disk_mb * 2**20:
-            return (f"The working folder holds {status['disk_total'] / 2**20:.0f} MB, over its quota of "
-                    f"{self.disk_mb} MB (at isolation {self.isolation!r} the quota is only checked after the run).")
+            return (
+                f"The working folder holds {status['disk_total'] / 2**20:.0f} MB, over its quota of "
+                f"{self.disk_mb} MB (at isolation {self.isolation!r} the quota is only checked after the run)."
+            )
         if "sandbox setup failed: " in stderr:
             line = [ln for ln in stderr.splitlines() if "sandbox setup failed: " in ln][-1]
             return "The sandbox could not start: " + line.split("sandbox setup failed: ", 1)[1]

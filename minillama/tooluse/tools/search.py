@@ -28,8 +28,21 @@ __all__ = ["LocalSearch", "default_documents", "search", "brave_search", "tokeni
 _WORD = re.compile(r"[a-z0-9_]+")
 # English filler only: Python keywords such as "with", "for", "in", "is", "not" are real search terms here.
 _STOP = frozenset("a an the of to what how does do can you i this that me about please show".split())
-_MODULES = ("math", "statistics", "csv", "json", "re", "datetime", "itertools", "functools", "collections",
-            "random", "string", "pathlib", "os.path")
+_MODULES = (
+    "math",
+    "statistics",
+    "csv",
+    "json",
+    "re",
+    "datetime",
+    "itertools",
+    "functools",
+    "collections",
+    "random",
+    "string",
+    "pathlib",
+    "os.path",
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -91,8 +104,9 @@ class LocalSearch:
             if scores[i] <= 0:
                 break
             title, text = self.documents[i]
-            results.append({"title": title, "snippet": " ".join(text.split())[:snippet_chars],
-                            "score": round(scores[i], 3)})
+            results.append(
+                {"title": title, "snippet": " ".join(text.split())[:snippet_chars], "score": round(scores[i], 3)}
+            )
         return results
 
 
