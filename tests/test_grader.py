@@ -191,3 +191,14 @@ def test_decoder_accepts_plain_values_only():
     assert type(rpc.exception_from("NotImplementedError", "4.2")) is NotImplementedError
     assert type(rpc.exception_from("SystemExit", "0")) is RuntimeError
     assert type(rpc.exception_from("MyError", "x")) is RuntimeError
+
+
+def test_unknown_chapter_is_one_line_without_traceback(tmp_path):
+    """`python -m minillama.grade ch99` names the chapters that exist and exits 2; nothing else is printed."""
+    (tmp_path / "exercises").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "minillama.grade", "ch99"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no exercises for 'ch99'" in proc.stderr and "ch02_architecture" in proc.stderr
+    assert not (tmp_path / "results.json").exists()

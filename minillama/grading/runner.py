@@ -45,7 +45,7 @@ from pathlib import Path
 
 from minillama.grading import rpc
 from minillama.grading.impl import all_specs, resolve_chapters, tests_dir
-from minillama.utils import repo_root
+from minillama.utils import atomic_write_text, repo_root
 
 PER_TEST_TIMEOUT_S = 30
 TOTAL_BUDGET_S = 15 * 60
@@ -351,24 +351,10 @@ def grade(
     if not quiet:
         print(score_table(results))
     if target is not None:
-        _write_atomically(target, json.dumps(data, indent=2))
+        atomic_write_text(target, json.dumps(data, indent=2))
         if not quiet:
             print(f"\nwrote {target}")
     return data
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def grade_inline(chapter: str, exercises: str | None = None) -> dict | None:
