@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"minillama {name}: error: {e}\n(set MINILLAMA_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback (commands that can save first catch it themselves)
+        print(f"\nminillama {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from minillama.train.trainer import (
     replan_at_warmup_end,
     sample_text,
 )
-from minillama.utils import set_threads
+from minillama.utils import resolve_threads, set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--ckpt-every", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default MINILLAMA_THREADS or 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: MINILLAMA_THREADS, else OMP_NUM_THREADS, else all physical cores)",
+    )
     p.add_argument("--sample-every", type=int, default=0, help="print a greedy sample every N steps")
     p.add_argument("--prompt", default="def", help="prompt for samples (no trailing space: see chapter 01)")
     return p
@@ -107,12 +113,38 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.resume:
+        state = read_trainer_state(ckpt)
+        max_steps = TrainConfig.from_dict(state["train_config"]).max_steps
+        if state["step"] >= max_steps:
+            print(
+                f"minillama pretrain: the run in {out} already finished ({state['step']}/{max_steps} steps); "
+                "--resume only completes an interrupted run: for more training start a new one with another --out"
+            )
+            return 0
     if not args.resume and (ckpt / TRAINER_STATE).is_file():
         print(
             f"minillama pretrain: {out} already holds a run; pass --resume to continue it or --out for a new one",
             file=sys.stderr,
         )
         return 2
+    print(f"torch threads: {threads} ({resolve_threads(args.threads)[1]}; set with --threads or MINILLAMA_THREADS)")
+    try:
+        return _run(args, out, threads)
+    except KeyboardInterrupt:  # Ctrl-C: the trainer has saved a checkpoint (if it got that far); say how to go on
+        if (ckpt / TRAINER_STATE).is_file():
+            print(
+                f"\ninterrupted; the checkpoint is in {ckpt}. Continue with: "
+                f"minillama pretrain --out {shlex.quote(str(out))} --resume",
+                file=sys.stderr,
+            )
+        else:
+            print("\ninterrupted before the first checkpoint; nothing to resume", file=sys.stderr)
+        return 130
+
+
+def _run(args, out: Path, threads: int) -> int:
+    ckpt = out / CHECKPOINT
     trainer, meta, tok = resume_run(args, out) if args.resume else new_run(args, out, threads)
     data_tokenizer = Path(trainer.meta["data_folder"]) / "tokenizer.model"
     if data_tokenizer.is_file() and not trainer.extra_files:
@@ -162,13 +194,6 @@ def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
     trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
     cfg = trainer.cfg
     print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
-    if trainer.step >= cfg.max_steps:
-        print(
-            f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
-            "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
-            "longer --minutes or --steps and another --out.",
-            file=sys.stderr,
-        )
     return trainer, read_meta(data_folder), tok
 
 

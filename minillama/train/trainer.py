@@ -12,6 +12,7 @@ The command line is `minillama pretrain` (`minillama.cli.pretrain`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -150,8 +151,9 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             if self.out_dir is not None:
-                bar.write(f"interrupted at step {self.step}; saving a checkpoint (continue with --resume)")
-                self.save()
+                self.save()  # first: a message to a closed pipe must not cost the checkpoint
+                with contextlib.suppress(OSError):
+                    bar.write(f"interrupted at step {self.step}; saved a checkpoint in {self.checkpoint_dir}")
             raise
         finally:
             bar.close()
