@@ -1,6 +1,8 @@
-"""`minillama pretrain` from the outside: threads, Ctrl-C, --resume of a finished run; `minillama eval`."""
+"""`minillama pretrain` from the outside: threads, Ctrl-C, --resume of a finished run; `minillama eval` and the
+trainer's final held-out validation."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from minillama.assets import shipped_tokenizer_path
 from minillama.checkpoint import load_checkpoint
 from minillama.cli import main as cli
 from minillama.data.corpus import Document
@@ -104,3 +107,41 @@ def test_ctrl_c_saves_then_prints_the_resume_command_without_traceback(shards, t
     state = json.loads((out / "checkpoint" / "trainer.json").read_text())
     assert 3 <= state["step"] < 100_000
     load_checkpoint(out / "checkpoint")
+
+
+# ---------------------------------------------------------------------- minillama eval
+def test_eval_scores_the_shipped_model_on_a_stated_strided_sample(capsys):
+    assert cli(["eval", "--max-tokens", "2048", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sampled"] and r["tokens"] == 2048 and r["windows"] == 8 and r["of_windows"] > 100
+    assert r["bits_per_byte"] == pytest.approx(r["nats_per_token"] * r["tokens"] / math.log(2) / r["bytes"])
+    assert 1.0 < r["bits_per_byte"] < 3.0 and "held-out documents of 'stdlib'" in r["data"]
+
+
+def test_eval_of_a_run_equals_the_trainers_final_validation(tmp_path, capsys):
+    """A run's checkpoint scored by `minillama eval` (its own data folder by default) gives the held-out figures
+    the trainer printed and saved at the end of the run."""
+    text = tmp_path / "text"
+    text.mkdir()
+    for i in range(12):
+        (text / f"f{i}.py").write_text(f"def f{i}(x):\n    return x * {i}  # café {i}\n" * (5 + i))
+    out = tmp_path / "run"
+    argv = ["pretrain", "--preset", "tiny", "--data", str(text), "--tokenizer", str(shipped_tokenizer_path())]
+    argv += ["--steps", "4", "--seq-len", "16", "--batch-size", "4", "--precision", "fp32", "--out", str(out)]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "held-out: " in printed and " bits/byte over all " in printed
+    saved = json.loads((out / "checkpoint" / "trainer.json").read_text())["val_history"][-1]["heldout"]
+    assert cli(["eval", "--checkpoint", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert not r["sampled"] and r["tokens"] == saved["tokens"] and r["bytes"] == saved["bytes"] > 0
+    assert r["bits_per_byte"] == pytest.approx(saved["bits_per_byte"], rel=1e-5)
+    assert f"{saved['bits_per_byte']:.3f} bits/byte" in printed
+
+
+def test_eval_bad_input_is_one_line(tmp_path, capsys):
+    assert cli(["eval", "--checkpoint", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint in" in err and "Traceback" not in err
+    assert cli(["eval", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
