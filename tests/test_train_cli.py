@@ -82,13 +82,13 @@ def test_pretrain_prints_its_threads_and_resume_of_a_finished_run_is_one_line(sh
 
 # ---------------------------------------------------------------------- Ctrl-C
 @pytest.mark.timeout(300)
-def test_ctrl_c_saves_then_prints_the_resume_command_without_traceback(shards, tmp_path):
+def test_ctrl_c_saves_then_prints_the_resume_command_without_traceback(shards, tmp_path, capsys):
     """SIGINT to `python -m minillama pretrain` writing to pipes: exit 130, no traceback, a whole checkpoint, and
-    the resume command names --out."""
+    the resume command names --out; that command finishes the run."""
     out = tmp_path / "my run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MINILLAMA_PROGRESS": "0"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "minillama", *tiny_run(shards, out, 100_000)],
+        [sys.executable, "-m", "minillama", *tiny_run(shards, out, 150)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -105,8 +105,11 @@ def test_ctrl_c_saves_then_prints_the_resume_command_without_traceback(shards, t
     assert "Traceback" not in stderr + stdout
     assert f"minillama pretrain --out '{out}' --resume" in stderr
     state = json.loads((out / "checkpoint" / "trainer.json").read_text())
-    assert 3 <= state["step"] < 100_000
+    assert 3 <= state["step"] < 150
     load_checkpoint(out / "checkpoint")
+    assert cli(["pretrain", "--out", str(out), "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert f"at step {state['step']}/150" in text and "done: step 150/150" in text and "held-out: " in text
 
 
 # ---------------------------------------------------------------------- minillama eval

@@ -1,7 +1,8 @@
 """The training loop, used for pre-training (paper §3.4) and reused unchanged by post-training (paper §4).
 
 `Trainer` is a run: model, AdamW, the schedule of `recipe.TrainConfig`, the data position and the loss history, one
-`train_step()` at a time; `fit()` loops, validates and checkpoints. Its checkpoint folder (`state.py`) holds
+`train_step()` at a time; `fit()` loops, validates (a fixed sample every `eval_every` steps, the whole held-out split
+at the end, in nats/token and bits/byte: `heldout.py`) and checkpoints. Its checkpoint folder (`state.py`) holds
 everything, so `Trainer.resume` continues exactly where the run was: the loss curve is bit-identical to a run that
 never stopped. A `loss.png` (`plots.py`) is written beside the checkpoint.
 
