@@ -8,8 +8,14 @@ sandbox (`minillama.tooluse.tools.sandbox`), does not pull in torch and the mode
 """
 
 import importlib
+import os
 import sys
 import types
+
+# Idle OpenMP threads sleep instead of spinning, so a run leaves the rest of a shared machine usable. The OpenMP
+# runtime reads this once, when torch loads, so it is only set here, before torch, and only when the user has not.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

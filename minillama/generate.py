@@ -73,9 +73,14 @@ def generate(
     bsz = len(prompt_tokens)
     lengths = [len(p) for p in prompt_tokens]
     total_len = max(lengths) + max_new_tokens
-    limit = model.freqs_cis.shape[0]
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+    limit = min(model.args.max_seq_len, model.freqs_cis.shape[0])
     if total_len > limit:
-        raise ValueError(f"prompt + max_new_tokens = {total_len} positions exceed the model's RoPE table ({limit})")
+        raise ValueError(
+            f"prompt ({max(lengths)} tokens) + max_new_tokens ({max_new_tokens}) = {total_len} positions exceed the "
+            f"model's context (max_seq_len = {limit}); ask for at most {max(0, limit - max(lengths))} new tokens"
+        )
     vocab = model.args.vocab_size
     if any(not 0 <= t < vocab for p in prompt_tokens for t in p):
         raise ValueError(f"prompt token ids must be in [0, {vocab})")

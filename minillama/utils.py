@@ -39,11 +39,52 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on: the CPUs of `os.sched_getaffinity` (what a container or `taskset`
+    allows), counting hyper-threads of one core once (Linux `/sys/.../topology/thread_siblings_list`); where that
+    is not readable, the number of CPUs allowed (`os.cpu_count()` outside Linux)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+            cores.add(path.read_text().strip())
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def resolve_threads(n: int | None = None) -> tuple[int, str]:
+    """(torch threads, where the number came from). The first that is set wins: `n` (a `--threads` flag), the
+    `MINILLAMA_THREADS` variable, `OMP_NUM_THREADS` (tests and CI set it to 1), else all physical cores
+    (`physical_cores()`). Raises ValueError for a number below 1."""
+    env = [(os.environ.get(name), name) for name in ("MINILLAMA_THREADS", "OMP_NUM_THREADS")]
+    for value, source in [(n, "--threads"), *env]:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            threads = int(value)
+        except ValueError:
+            raise ValueError(f"{source}={value!r} is not a whole number of threads") from None
+        if threads < 1:
+            raise ValueError(f"{source} must be at least 1, got {threads}")
+        return threads, source
+    return physical_cores(), "all physical cores"
+
+
 def set_threads(n: int | None = None) -> int:
-    """Use `n` torch threads (default: `MINILLAMA_THREADS`, else 1). One thread is steady on a shared 2-core box."""
-    n = n or int(os.environ.get("MINILLAMA_THREADS", "1"))
-    torch.set_num_threads(n)
-    return n
+    """Use `n` torch threads, else `MINILLAMA_THREADS`, else `OMP_NUM_THREADS`, else every physical core (see
+    `resolve_threads`); returns the number. Raises ValueError for a number below 1.
+
+    Idle OpenMP threads sleep instead of spinning: `minillama/__init__.py` sets `OMP_WAIT_POLICY=PASSIVE` when it is
+    not set and torch is not imported yet (the OpenMP runtime reads it once, when torch loads), so a training run
+    leaves the rest of a shared machine usable."""
+    threads, _ = resolve_threads(n)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def repo_root() -> Path:

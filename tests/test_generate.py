@@ -104,3 +104,26 @@ def test_bad_arguments_raise(model):
         generate(model, [[1]], 1000)
     with pytest.raises(ValueError, match="token ids"):
         generate(model, [[999]], 3)
+
+
+def test_context_limit_names_max_seq_len_and_negative_temperature_is_refused(model):
+    """Past the model's context the error names max_seq_len (64 here), not the RoPE table (2 x 64); a negative
+    temperature is an error, 0 stays greedy."""
+    generate(model, [[1, 2]], 62)  # exactly fills the context
+    with pytest.raises(ValueError, match=r"context \(max_seq_len = 64\).*at most 62"):
+        generate(model, [[1, 2]], 63)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        generate(model, [[1]], 3, temperature=-1.0)
+    assert generate(model, [[1]], 3, temperature=0.0) == generate(model, [[1]], 3)
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [(["--max-new-tokens", "100000"], "max_seq_len = "), (["--temperature", "-1"], "temperature must be >= 0")],
+)
+def test_generate_cli_bad_limits_are_one_line_errors(flags, expected, capsys):
+    from minillama.cli import main
+
+    assert main(["generate", "--prompt", "def", *flags]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and "RoPE" not in err

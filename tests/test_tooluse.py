@@ -99,3 +99,19 @@ def test_tiny_sft_end_to_end():
     metrics = evaluate_tool_use(model, cf, make_tasks(3, "heldout"), max_new_tokens=8, max_steps=2)
     for key in ("well_formed", "right_tool", "accuracy_with_tools", "accuracy_without_tools"):
         assert 0.0 <= metrics[key] <= 1.0
+
+
+def test_chat_defaults_to_the_shipped_tool_model_and_its_trained_tools(capsys):
+    """`minillama chat` without --model uses minillama/assets/tooluse, and enables only the tools that model was
+    trained with (code_interpreter, wolfram_alpha), not brave_search."""
+    from minillama.assets import TOOLUSE, shipped_checkpoint
+    from minillama.cli import main
+    from minillama.cli.chat import _parser
+    from minillama.tooluse.train import TRAINED_TOOLS
+
+    args = _parser().parse_args([])
+    assert args.model == str(shipped_checkpoint(TOOLUSE))
+    assert args.tools.split(",") == list(TRAINED_TOOLS) == ["code_interpreter", "wolfram_alpha"]
+    assert main(["chat", "--prompt", "What is 47 * 83 - 5?", "--max-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "wolfram_alpha.call(" in out and "brave_search" not in out

@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "pretrain": ("minillama.cli.pretrain", "main", "pre-train a small Llama on the CPU (default: the built-in corpus)"),
     "generate": ("minillama.cli.generate", "main", "sample from a checkpoint"),
+    "eval": ("minillama.cli.evaluate", "main", "nats/token and bits/byte of a checkpoint on held-out text"),
     "tokenizer": ("minillama.cli.tokenizer", "main", "train a byte-level BPE tokenizer"),
     "data": ("minillama.cli.data", "main", "build, clean, dedup and pack a corpus"),
     "sft": ("minillama.cli.posttrain", "sft_main", "supervised fine-tuning on chat data"),
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"minillama {name}: error: {e}\n(set MINILLAMA_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: no traceback (commands that can save first catch it themselves)
+        print(f"\nminillama {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

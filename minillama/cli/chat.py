@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from minillama.assets import resolve_checkpoint, shipped_tokenizer_path
+from minillama.assets import TOOLUSE, resolve_checkpoint, shipped_checkpoint, shipped_tokenizer_path
 from minillama.chat_format import ChatFormat
 from minillama.checkpoint import load_checkpoint
 from minillama.tokenizer import BPETokenizer
@@ -14,6 +14,7 @@ from minillama.tooluse.agent import Agent, TransformerModel, format_transcript
 from minillama.tooluse.demo import csv_demo
 from minillama.tooluse.toolbox import Toolbox
 from minillama.tooluse.tools.sandbox import detect_isolation
+from minillama.tooluse.train import TRAINED_TOOLS
 from minillama.utils import set_threads
 
 
@@ -24,13 +25,18 @@ def _parser() -> argparse.ArgumentParser:
         "(code interpreter in a sandbox, calculator, local documentation search).",
     )
     p.add_argument("--demo", action="store_true", help="run the scripted CSV example (no model needed)")
-    p.add_argument("--model", default=None, help="checkpoint folder (e.g. one written by minillama.tooluse.train)")
+    p.add_argument(
+        "--model",
+        default=str(shipped_checkpoint(TOOLUSE)),
+        help="checkpoint folder (default: the shipped tool-use model of chapter 12, minillama/assets/tooluse)",
+    )
     p.add_argument("--tokenizer", default=None, help="rank file (default: the shipped course tokenizer)")
     p.add_argument("--prompt", default=None, help="one request; without it, read requests from stdin")
     p.add_argument(
         "--tools",
-        default="code_interpreter,wolfram_alpha,brave_search",
-        help="comma-separated built-in tools to enable",
+        default=",".join(TRAINED_TOOLS),
+        help="comma-separated built-in tools to enable (default: the ones the shipped model was trained with; "
+        "brave_search is available but that model never saw it)",
     )
     p.add_argument("--max-steps", type=int, default=6)
     p.add_argument("--max-new-tokens", type=int, default=128)
@@ -56,10 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         print(format_transcript(result.messages))
         print(f"\n[{result.stop} after {len(result.steps)} model calls]")
         return 0
-    if args.model is None:
-        print("minillama chat: pass --demo for the scripted example, or --model CHECKPOINT_DIR", file=sys.stderr)
-        return 2
-
     set_threads()
     folder = resolve_checkpoint(args.model)
     model = load_checkpoint(folder)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ from minillama.assets import CHECKPOINT
 from minillama.data.prepare import load_tokenizer, prepare_data
 from minillama.data.shards import ShardLoader, read_meta
 from minillama.model import ModelArgs, Transformer
+from minillama.train.heldout import token_byte_lengths
 from minillama.train.recipe import TrainConfig, default_ramp, steps_for_tokens
 from minillama.train.state import TRAINER_STATE, read_trainer_state
 from minillama.train.trainer import (
@@ -23,7 +26,7 @@ from minillama.train.trainer import (
     replan_at_warmup_end,
     sample_text,
 )
-from minillama.utils import set_threads
+from minillama.utils import resolve_threads, set_threads
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--ckpt-every", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default MINILLAMA_THREADS or 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: MINILLAMA_THREADS, else OMP_NUM_THREADS, else all physical cores)",
+    )
     p.add_argument("--sample-every", type=int, default=0, help="print a greedy sample every N steps")
     p.add_argument("--prompt", default="def", help="prompt for samples (no trailing space: see chapter 01)")
     return p
@@ -107,12 +115,38 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.resume:
+        state = read_trainer_state(ckpt)
+        max_steps = TrainConfig.from_dict(state["train_config"]).max_steps
+        if state["step"] >= max_steps:
+            print(
+                f"minillama pretrain: the run in {out} already finished ({state['step']}/{max_steps} steps); "
+                "--resume only completes an interrupted run: for more training start a new one with another --out"
+            )
+            return 0
     if not args.resume and (ckpt / TRAINER_STATE).is_file():
         print(
             f"minillama pretrain: {out} already holds a run; pass --resume to continue it or --out for a new one",
             file=sys.stderr,
         )
         return 2
+    print(f"torch threads: {threads} ({resolve_threads(args.threads)[1]}; set with --threads or MINILLAMA_THREADS)")
+    try:
+        return _run(args, out, threads)
+    except KeyboardInterrupt:  # Ctrl-C: the trainer has saved a checkpoint (if it got that far); say how to go on
+        if (ckpt / TRAINER_STATE).is_file():
+            print(
+                f"\ninterrupted; the checkpoint is in {ckpt}. Continue with: "
+                f"minillama pretrain --out {shlex.quote(str(out))} --resume",
+                file=sys.stderr,
+            )
+        else:
+            print("\ninterrupted before the first checkpoint; nothing to resume", file=sys.stderr)
+        return 130
+
+
+def _run(args, out: Path, threads: int) -> int:
+    ckpt = out / CHECKPOINT
     trainer, meta, tok = resume_run(args, out) if args.resume else new_run(args, out, threads)
     data_tokenizer = Path(trainer.meta["data_folder"]) / "tokenizer.model"
     if data_tokenizer.is_file() and not trainer.extra_files:
@@ -127,15 +161,33 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n[step {tr.step}] {sample_text(tr.model, tok, args.prompt, 48)!r}", flush=True)
 
         trainer.callbacks.append(show)
+    sample_tokens = sum(batch[1].numel() for batch in trainer.val_batches)
+    print(
+        f"validation while training (val, bpb in the progress bar): a sample, the first {sample_tokens:,} held-out "
+        f"tokens; at the end the whole held-out split ({trainer.heldout.n_windows * trainer.heldout.seq_len:,} "
+        "tokens) is scored"
+    )
     clock["start"] = time.perf_counter()
     trainer.fit()
-    last_val = trainer.val_history[-1]["val_loss"] if trainer.val_history else float("nan")
     cfg = trainer.cfg
     print(
         f"done: step {trainer.step}/{cfg.max_steps}, {trainer.tokens_seen:,} tokens in {trainer.wall_s / 60:.1f} "
-        f"min of training ({trainer.tokens_per_s:,.0f} tokens/s); validation loss {last_val:.3f} nats/token vs "
-        f"unigram entropy {meta.get('unigram_entropy', float('nan')):.3f}"
+        f"min of training ({trainer.tokens_per_s:,.0f} tokens/s) on {threads} thread(s)"
     )
+    last = trainer.val_history[-1] if trainer.val_history else {}
+    held = trainer.heldout_score
+    if held is not None:
+        print(
+            f"held-out: {held.nats_per_token:.3f} nats/token, {_bpb(held.bits_per_byte)} over "
+            f"{held.describe()}; validation sample {last.get('val_loss', float('nan')):.3f} nats/token; "
+            f"unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} nats/token"
+        )
+    else:
+        print(
+            f"validation sample: {last.get('val_loss', float('nan')):.3f} nats/token, "
+            f"{_bpb(last.get('val_bpb', math.nan))} vs unigram entropy "
+            f"{meta.get('unigram_entropy', float('nan')):.3f} nats/token"
+        )
     if tok is not None:
         print(f"sample after training: {sample_text(trainer.model, tok, args.prompt, 64)!r}")
     print(f"checkpoint: {ckpt}   loss plot: {out / LOSS_PLOT}")
@@ -143,11 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _loaders(data_folder: Path, seq_len: int, seed: int) -> tuple[ShardLoader, list]:
-    """The training loader and fixed validation batches of a shard folder."""
+def _loaders(data_folder: Path, seq_len: int, seed: int) -> tuple[ShardLoader, list, ShardLoader]:
+    """The training loader, fixed validation batches (a cheap sample for every `eval_every` steps: the first
+    16 x 4 windows of the held-out split) and a loader over the whole held-out split (scored at the end)."""
     loader = ShardLoader(data_folder, seq_len, "train", seed=seed)
     val_batches = fixed_batches(ShardLoader(data_folder, seq_len, "val", shuffle=False), rows=16, max_batches=4)
-    return loader, val_batches
+    return loader, val_batches, ShardLoader(data_folder, seq_len, "val", shuffle=False)
+
+
+def _bpb(value: float) -> str:
+    return "bits/byte unknown (no tokenizer)" if math.isnan(value) else f"{value:.3f} bits/byte"
+
+
+def _token_bytes(tok):
+    """UTF-8 bytes per token id (bits per byte), or None without a byte-level tokenizer."""
+    return token_byte_lengths(tok) if tok is not None and hasattr(tok, "decode_bytes") else None
 
 
 def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
@@ -158,17 +220,12 @@ def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
     tok_file = ckpt / "tokenizer.model"
     tok = load_tokenizer(tok_file) if tok_file.is_file() else None
     cfg = TrainConfig.from_dict(state["train_config"])
-    loader, val_batches = _loaders(data_folder, cfg.seq_len, cfg.seed)
-    trainer = Trainer.resume(ckpt, loader, val_batches=val_batches, out_dir=out)
+    loader, val_batches, heldout = _loaders(data_folder, cfg.seq_len, cfg.seed)
+    trainer = Trainer.resume(
+        ckpt, loader, val_batches=val_batches, out_dir=out, heldout=heldout, token_bytes=_token_bytes(tok)
+    )
     cfg = trainer.cfg
     print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
-    if trainer.step >= cfg.max_steps:
-        print(
-            f"minillama pretrain: this run already finished its {cfg.max_steps}-step schedule; --resume only "
-            "completes an interrupted run (its schedule is fixed). For more training, start a new run with a "
-            "longer --minutes or --steps and another --out.",
-            file=sys.stderr,
-        )
     return trainer, read_meta(data_folder), tok
 
 
@@ -179,7 +236,7 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
         args.data, out, args.tokenizer, ModelArgs.from_preset(args.preset).vocab_size, args.limit_mb, args.seed
     )
     seq_len = args.seq_len
-    loader, val_batches = _loaders(data_folder, seq_len, args.seed)
+    loader, val_batches, heldout = _loaders(data_folder, seq_len, args.seed)
     overrides = {
         k: v
         for k, v in (
@@ -228,6 +285,8 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
         loader,
         cfg,
         val_batches=val_batches,
+        heldout=heldout,
+        token_bytes=_token_bytes(tok),
         out_dir=out,
         extra_files=extra,
         meta={

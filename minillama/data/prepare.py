@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from minillama.assets import shipped_tokenizer_path
-from minillama.data.corpus import load_documents, load_text_files, stdlib_corpus
-from minillama.data.shards import build_shards, read_meta
+from minillama.data.corpus import load_documents, load_text_files, stdlib_corpus, train_val_split
+from minillama.data.shards import build_shards, open_split, pack_documents, read_meta, tokenize_documents
 from minillama.tokenizer import BPETokenizer, train_bpe
 
-__all__ = ["prepare_data", "load_tokenizer"]
+__all__ = ["prepare_data", "load_tokenizer", "heldout_split", "VAL_FRACTION"]
+
+VAL_FRACTION = 0.05  # the share of documents `prepare_data` holds out
 
 
 def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: int, limit_mb: float | None, seed: int):
@@ -26,15 +28,7 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
     source = data if not limit_mb else f"{data} (first {limit_mb:g} MB)"
     if (folder / "meta.json").is_file() and read_meta(folder).get("source") == source:
         return folder, read_meta(folder), load_tokenizer(folder / "tokenizer.model")
-    limit = int(limit_mb * 1e6) if limit_mb else None
-    if data == "stdlib":
-        docs = stdlib_corpus("all", limit_bytes=limit, seed=seed)
-    elif str(data).endswith(".jsonl") and Path(data).is_file():  # documents.jsonl from `minillama data build`
-        docs = load_documents(data)
-    else:
-        docs = load_text_files(data)
-        if limit:
-            docs = [d for d, keep in zip(docs, np.cumsum([d.bytes for d in docs]) <= limit) if keep]
+    docs = _documents(data, limit_mb, seed)
     if tokenizer_path:
         tok = load_tokenizer(tokenizer_path)
     elif data == "stdlib":
@@ -44,8 +38,47 @@ def prepare_data(data: str, out: Path, tokenizer_path: str | None, vocab_size: i
         tok = train_bpe([d.text for d in docs], vocab_size)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.model"))
-    meta = build_shards(docs, tok, folder, val_fraction=0.05, seed=seed, extra_meta={"source": source})
+    meta = build_shards(docs, tok, folder, val_fraction=VAL_FRACTION, seed=seed, extra_meta={"source": source})
     return folder, meta, tok
+
+
+def _documents(data: str, limit_mb: float | None, seed: int) -> list:
+    limit = int(limit_mb * 1e6) if limit_mb else None
+    if data == "stdlib":
+        return stdlib_corpus("all", limit_bytes=limit, seed=seed)
+    if str(data).endswith(".jsonl") and Path(data).is_file():  # documents.jsonl from `minillama data build`
+        return load_documents(data)
+    docs = load_text_files(data)
+    if limit:
+        docs = [d for d, keep in zip(docs, np.cumsum([d.bytes for d in docs]) <= limit) if keep]
+    return docs
+
+
+def heldout_split(data: str, tokenizer, seed: int = 0, limit_mb: float | None = None) -> tuple[list[np.ndarray], str]:
+    """The held-out split of `--data` as packed token arrays (one per shard file), and a line saying what it is.
+
+    A shard folder (has meta.json): its ``val`` files. Otherwise the documents `prepare_data` would read for the same
+    `data`, `seed` and `limit_mb`, split the same way (`VAL_FRACTION` of the documents, by id, seeded), and only
+    the held-out ones tokenized with `tokenizer` and packed with BOS/EOS, so nothing is written to disk."""
+    if (Path(data) / "meta.json").is_file():
+        meta = read_meta(data)
+        if meta["vocab_size"] > tokenizer.n_words:
+            raise ValueError(
+                f"{data} was tokenized with {meta['vocab_size']} ids but the checkpoint's tokenizer has "
+                f"{tokenizer.n_words}; score a checkpoint on the data of its own tokenizer"
+            )
+        return open_split(data, "val"), f"the val split of the shard folder {data}"
+    docs = _documents(data, limit_mb, seed)
+    if not docs:
+        raise ValueError(f"no documents in {data!r}; pass 'stdlib', a documents.jsonl, a text file or folder")
+    _, val = train_val_split(docs, val_fraction=VAL_FRACTION, seed=seed)
+    if not val:
+        raise ValueError(f"{data!r} has too few documents to hold any out (it needs at least two)")
+    stream = pack_documents(tokenize_documents(val, tokenizer), tokenizer.bos_id, tokenizer.eos_id)
+    return [stream], (
+        f"the {len(val)} held-out documents of {data!r} (those `minillama pretrain --data {data} --seed {seed}` "
+        "never trains on)"
+    )
 
 
 def load_tokenizer(path) -> BPETokenizer:

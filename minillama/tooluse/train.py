@@ -62,13 +62,16 @@ __all__ = [
     "training_dialogs",
     "train_tool_model",
     "evaluate_tool_use",
+    "TRAINED_TOOLS",
     "TOOLS_ON",
     "TOOLS_OFF",
 ]
 
 TODAY = "21 September 2024"
 #: The two system prompts: tools on (code interpreter + calculator) and off (dates only).
-TOOLS_ON = builtin_system_prompt(("code_interpreter", "wolfram_alpha"), TODAY)
+#: The built-in tools the shipped tool-use model was trained with (`minillama chat` enables only these by default).
+TRAINED_TOOLS = ("code_interpreter", "wolfram_alpha")
+TOOLS_ON = builtin_system_prompt(TRAINED_TOOLS, TODAY)
 TOOLS_OFF = builtin_system_prompt((), TODAY)
 
 NAMES = (
@@ -319,7 +322,7 @@ def evaluate_tool_use(
     counts = {"tool_requests": 0, "well_formed": 0, "right_tool": 0, "answered_with": 0, "answered_without": 0}
     by_kind: dict[str, list[int]] = {"calc": [0, 0, 0], "code": [0, 0, 0]}  # n, right with tools, right without
     transcripts = []
-    with Toolbox(builtin=("code_interpreter", "wolfram_alpha"), timeout_s=sandbox_timeout_s, memory_mb=512) as toolbox:
+    with Toolbox(builtin=TRAINED_TOOLS, timeout_s=sandbox_timeout_s, memory_mb=512) as toolbox:
         for task in tasks:
             first = lm([{"role": "system", "content": TOOLS_ON}, {"role": "user", "content": task.prompt}])
             parsed = parse_assistant_text(first)

@@ -35,6 +35,7 @@ def plot_loss(
     if k > 1:
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
         ax.plot(xs[k - 1 :], smooth, lw=1.5, label=f"{label} (mean of {k})")
+    val_history = [r for r in val_history if "val_loss" in r]
     if val_history:
         ax.plot([r[x] for r in val_history], [r["val_loss"] for r in val_history], "o-", ms=3, label="validation")
     if baseline is not None:

@@ -1,7 +1,8 @@
 """The training loop, used for pre-training (paper §3.4) and reused unchanged by post-training (paper §4).
 
 `Trainer` is a run: model, AdamW, the schedule of `recipe.TrainConfig`, the data position and the loss history, one
-`train_step()` at a time; `fit()` loops, validates and checkpoints. Its checkpoint folder (`state.py`) holds
+`train_step()` at a time; `fit()` loops, validates (a fixed sample every `eval_every` steps, the whole held-out split
+at the end, in nats/token and bits/byte: `heldout.py`) and checkpoints. Its checkpoint folder (`state.py`) holds
 everything, so `Trainer.resume` continues exactly where the run was: the loss curve is bit-identical to a run that
 never stopped. A `loss.png` (`plots.py`) is written beside the checkpoint.
 
@@ -12,6 +13,7 @@ The command line is `minillama pretrain` (`minillama.cli.pretrain`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -29,6 +31,7 @@ from minillama.checkpoint import load_checkpoint, save_checkpoint
 from minillama.generate import generate
 from minillama.model import Transformer
 from minillama.train import state
+from minillama.train.heldout import HeldOutScore, score_batches, score_split
 from minillama.train.plots import plot_loss
 from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, make_adamw, steps_for_tokens
 from minillama.utils import progress as progress_bar
@@ -45,7 +48,11 @@ class Trainer:
     loader:      has ``next_batch(rows)``, ``state_dict()``, ``load_state_dict(state)`` (see `ShardLoader`).
     cfg:         `TrainConfig`.
     loss_fn:     ``loss_fn(model, batch) -> scalar tensor``; default next-token cross-entropy (`lm_loss`).
-    val_batches: fixed batches for the periodic validation loss (any that `loss_fn` accepts).
+    val_batches: fixed batches for the periodic validation loss (any that `loss_fn` accepts): a cheap sample.
+    heldout:     a loader over the whole held-out split (an unshuffled `ShardLoader`), scored at the end of the run
+                 (`heldout.score_split`); the result is `heldout_score` and the last `val_history` record's
+                 ``"heldout"``.
+    token_bytes: UTF-8 bytes per token id (`heldout.token_byte_lengths`): validation then reports bits per byte.
     out_dir:     where ``checkpoint/`` and ``loss.png`` go (None: nothing is written).
     callbacks:   ``fn(trainer, record)`` called after every step (logging, samples, a test's sleep).
     extra_files: more files for the checkpoint folder, e.g. ``{"tokenizer.model": bytes}``.
@@ -62,12 +69,16 @@ class Trainer:
         callbacks: Sequence[Callable] = (),
         extra_files: dict[str, bytes] | None = None,
         meta: dict | None = None,
+        heldout=None,
+        token_bytes: Tensor | None = None,
     ):
         self.model, self.loader, self.cfg = model, loader, cfg
         self.loss_fn = loss_fn or lm_loss
         self.val_batches = list(val_batches or [])
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks, self.extra_files, self.meta = list(callbacks), dict(extra_files or {}), dict(meta or {})
+        self.heldout, self.token_bytes = heldout, token_bytes
+        self.heldout_score: HeldOutScore | None = None
         self.param_names, self.optimizer = make_adamw(model, cfg)
         self.device_type = next(model.parameters()).device.type
         self.step, self.tokens_seen, self.wall_s = 0, 0, 0.0
@@ -116,11 +127,23 @@ class Trainer:
         self.history.append(record)
         return record
 
-    def validate(self) -> float | None:
-        if not self.val_batches:
-            return None
-        val = evaluate(self.model, self.val_batches, self.loss_fn, self.cfg.bf16)
-        self.val_history.append({"step": self.step, "tokens": self.tokens_seen, "val_loss": val})
+    def validate(self, final: bool = False) -> float | None:
+        """Loss on the validation sample (`val_batches`), with bits per byte when `token_bytes` is known; with
+        ``final=True`` and a `heldout` loader, also the whole held-out split. Returns the sample's loss."""
+        record: dict = {"step": self.step, "tokens": self.tokens_seen}
+        val = None
+        if self.val_batches and self.loss_fn is lm_loss:
+            sample = score_batches(self.model, self.val_batches, self.token_bytes, self.cfg.bf16)
+            val = record["val_loss"] = sample.nats_per_token
+            if self.token_bytes is not None:
+                record["val_bpb"] = sample.bits_per_byte
+        elif self.val_batches:
+            val = record["val_loss"] = evaluate(self.model, self.val_batches, self.loss_fn, self.cfg.bf16)
+        if final and self.heldout is not None:
+            self.heldout_score = score_split(self.model, self.heldout, self.token_bytes, bf16=self.cfg.bf16)
+            record["heldout"] = self.heldout_score.to_dict()
+        if len(record) > 2:
+            self.val_history.append(record)
         return val
 
     # ------------------------------------------------------------------ the loop
@@ -141,7 +164,7 @@ class Trainer:
                     fn(self, record)
                 last = self.step == self.cfg.max_steps
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
-                    self.validate()
+                    self.validate(final=last)
                 if self.out_dir is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last):
                     self.save()
                 self._show(record, last)
@@ -150,8 +173,9 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             if self.out_dir is not None:
-                bar.write(f"interrupted at step {self.step}; saving a checkpoint (continue with --resume)")
-                self.save()
+                self.save()  # first: a message to a closed pipe must not cost the checkpoint
+                with contextlib.suppress(OSError):
+                    bar.write(f"interrupted at step {self.step}; saved a checkpoint in {self.checkpoint_dir}")
             raise
         finally:
             bar.close()
@@ -168,8 +192,10 @@ class Trainer:
                 "tok/s": f"{(self.tokens_seen - tokens_then) / (now - then):,.0f}",
                 "lr": f"{record['lr']:.1e}",
             }
-            if self.val_history:
+            if self.val_history and "val_loss" in self.val_history[-1]:
                 post["val"] = f"{self.val_history[-1]['val_loss']:.3f}"
+                if "val_bpb" in self.val_history[-1]:
+                    post["bpb"] = f"{self.val_history[-1]['val_bpb']:.3f}"
             self.bar.set_postfix(post, refresh=False)
 
     def _stop_for_time(self) -> None:
@@ -179,7 +205,7 @@ class Trainer:
             + ("; saved a checkpoint, continue with --resume" if self.out_dir else "")
         )
         if self.out_dir is not None:
-            self.validate()
+            self.validate(final=True)
             self.save()
 
     @property

@@ -1,0 +1,150 @@
+"""`minillama pretrain` from the outside: threads, Ctrl-C, --resume of a finished run; `minillama eval` and the
+trainer's final held-out validation."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from minillama.assets import shipped_tokenizer_path
+from minillama.checkpoint import load_checkpoint
+from minillama.cli import main as cli
+from minillama.data.corpus import Document
+from minillama.data.shards import build_shards
+from minillama.utils import physical_cores, resolve_threads, set_threads
+from tests.test_train_resume import ByteTokenizer
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shards")
+    rng = np.random.default_rng(0)
+    words = ["def f(x):", "    return x", "import os", "class A:", "self.x = 1", "for i in range(3):"]
+    docs = [Document("\n".join(rng.choice(words, size=rng.integers(2, 12))), "test", f"d{i}") for i in range(60)]
+    build_shards(docs, ByteTokenizer(), folder, val_fraction=0.1, seed=0)
+    return folder
+
+
+def tiny_run(shards, out, steps):
+    return ["pretrain", "--preset", "tiny", "--data", str(shards), "--steps", str(steps), "--seq-len", "16"] + [
+        "--batch-size", "4", "--eval-every", "3", "--ckpt-every", "3", "--out", str(out)
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------- threads
+def test_threads_flag_beats_minillama_threads_beats_omp_beats_all_cores(monkeypatch):
+    monkeypatch.delenv("MINILLAMA_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert resolve_threads() == (physical_cores(), "all physical cores")
+    assert 1 <= physical_cores() <= os.cpu_count()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert resolve_threads() == (1, "OMP_NUM_THREADS")
+    monkeypatch.setenv("MINILLAMA_THREADS", "3")
+    assert resolve_threads() == (3, "MINILLAMA_THREADS")
+    assert resolve_threads(2) == (2, "--threads")
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="at least 1"):
+            resolve_threads(bad)
+    monkeypatch.setenv("MINILLAMA_THREADS", "two")
+    with pytest.raises(ValueError, match="MINILLAMA_THREADS"):
+        resolve_threads()
+
+
+@pytest.mark.parametrize("n", ["0", "-1"])
+def test_pretrain_threads_below_one_is_a_one_line_error(n, tmp_path, capsys):
+    assert cli(["pretrain", "--threads", n, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--threads must be at least 1" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_prints_its_threads_and_resume_of_a_finished_run_is_one_line(shards, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(tiny_run(shards, out, 3)) == 0
+    assert "torch threads: 1 (OMP_NUM_THREADS" in capsys.readouterr().out  # tests run with OMP_NUM_THREADS=1
+    assert cli(["pretrain", "--out", str(out), "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "already finished (3/3 steps)" in text
+    assert "sample" not in text and "done:" not in text and "resuming" not in text
+
+
+# ---------------------------------------------------------------------- Ctrl-C
+@pytest.mark.timeout(300)
+def test_ctrl_c_saves_then_prints_the_resume_command_without_traceback(shards, tmp_path, capsys):
+    """SIGINT to `python -m minillama pretrain` writing to pipes: exit 130, no traceback, a whole checkpoint, and
+    the resume command names --out; that command finishes the run."""
+    out = tmp_path / "my run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINILLAMA_PROGRESS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minillama", *tiny_run(shards, out, 150)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (out / "checkpoint" / "trainer.json").is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr + stdout
+    assert f"minillama pretrain --out '{out}' --resume" in stderr
+    state = json.loads((out / "checkpoint" / "trainer.json").read_text())
+    assert 3 <= state["step"] < 150
+    load_checkpoint(out / "checkpoint")
+    assert cli(["pretrain", "--out", str(out), "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert f"at step {state['step']}/150" in text and "done: step 150/150" in text and "held-out: " in text
+
+
+# ---------------------------------------------------------------------- minillama eval
+def test_eval_scores_the_shipped_model_on_a_stated_strided_sample(capsys):
+    assert cli(["eval", "--max-tokens", "2048", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sampled"] and r["tokens"] == 2048 and r["windows"] == 8 and r["of_windows"] > 100
+    assert r["bits_per_byte"] == pytest.approx(r["nats_per_token"] * r["tokens"] / math.log(2) / r["bytes"])
+    assert 1.0 < r["bits_per_byte"] < 3.0 and "held-out documents of 'stdlib'" in r["data"]
+
+
+def test_eval_of_a_run_equals_the_trainers_final_validation(tmp_path, capsys):
+    """A run's checkpoint scored by `minillama eval` (its own data folder by default) gives the held-out figures
+    the trainer printed and saved at the end of the run."""
+    text = tmp_path / "text"
+    text.mkdir()
+    for i in range(12):
+        (text / f"f{i}.py").write_text(f"def f{i}(x):\n    return x * {i}  # café {i}\n" * (5 + i))
+    out = tmp_path / "run"
+    argv = ["pretrain", "--preset", "tiny", "--data", str(text), "--tokenizer", str(shipped_tokenizer_path())]
+    argv += ["--steps", "4", "--seq-len", "16", "--batch-size", "4", "--precision", "fp32", "--out", str(out)]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "held-out: " in printed and " bits/byte over all " in printed
+    saved = json.loads((out / "checkpoint" / "trainer.json").read_text())["val_history"][-1]["heldout"]
+    assert cli(["eval", "--checkpoint", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert not r["sampled"] and r["tokens"] == saved["tokens"] and r["bytes"] == saved["bytes"] > 0
+    assert r["bits_per_byte"] == pytest.approx(saved["bits_per_byte"], rel=1e-5)
+    assert f"{saved['bits_per_byte']:.3f} bits/byte" in printed
+
+
+def test_eval_bad_input_is_one_line(tmp_path, capsys):
+    assert cli(["eval", "--checkpoint", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint in" in err and "Traceback" not in err
+    assert cli(["eval", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
