@@ -9,27 +9,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
 from minillama.assets import shipped_tokenizer_path
 from minillama.checkpoint import load_checkpoint
 from minillama.cli import main as cli
-from minillama.data.corpus import Document
-from minillama.data.shards import build_shards
 from minillama.utils import physical_cores, resolve_threads, set_threads
-from tests.test_train_resume import ByteTokenizer
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(0)
-    words = ["def f(x):", "    return x", "import os", "class A:", "self.x = 1", "for i in range(3):"]
-    docs = [Document("\n".join(rng.choice(words, size=rng.integers(2, 12))), "test", f"d{i}") for i in range(60)]
-    build_shards(docs, ByteTokenizer(), folder, val_fraction=0.1, seed=0)
-    return folder
 
 
 def tiny_run(shards, out, steps):

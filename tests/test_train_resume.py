@@ -8,13 +8,11 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from minillama.checkpoint import load_checkpoint
 from minillama.cli.pretrain import main
-from minillama.data.corpus import Document
-from minillama.data.shards import ShardLoader, build_shards
+from minillama.data.shards import ShardLoader
 from minillama.train import TrainConfig, train
 
 SCRIPT = textwrap.dedent("""
@@ -44,23 +42,6 @@ CFG = dict(
     eval_every=5,
     ckpt_every=5,
 )
-
-
-class ByteTokenizer:
-    n_words, bos_id, eos_id = 302, 300, 301
-
-    def encode(self, text, bos=False, eos=False):
-        return list(text.encode("utf-8"))
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(0)
-    words = ["def f(x):", "    return x", "import os", "class A:", "self.x = 1", "for i in range(3):"]
-    docs = [Document("\n".join(rng.choice(words, size=rng.integers(2, 12))), "test", f"d{i}") for i in range(60)]
-    build_shards(docs, ByteTokenizer(), folder, val_fraction=0.1, seed=0)
-    return folder
 
 
 def run_script(shards, out, resume, pause):
