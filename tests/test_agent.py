@@ -1,6 +1,8 @@
 """The agent loop: tools run, results go back as ipython messages, errors never end the loop, and the whole
 transcript is a valid Llama 3.1 dialog (encodes identically with Meta's ChatFormat)."""
 
+import io
+
 import pytest
 
 from minillama.chat_format import ChatFormat
@@ -116,12 +118,17 @@ def test_transcript_encodes_like_meta():
     assert "[ipython]" in text and "<|python_tag|>" in text
 
 
-def test_cli_demo(capsys):
+def test_cli_demo(capsys, monkeypatch):
     assert main(["--demo"]) == 0
     out = capsys.readouterr().out
     assert "KeyError: 'revenue'" in out and "answered after 3 model calls" in out
-    assert main([]) == 2
     assert main(["--show-isolation"]) == 0
+    capsys.readouterr()
+    # no flags: requests from stdin, answered by the shipped tool-use model with the tools it was trained on
+    monkeypatch.setattr("sys.stdin", io.StringIO("How much is 60 * 95 - 6?\n"))
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert 'wolfram_alpha.call(query="60 * 95 - 6")' in out and "5694" in out, out
 
 
 def test_csv_demo_explains_a_failed_fix_instead_of_crashing():
