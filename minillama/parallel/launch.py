@@ -132,14 +132,15 @@ def _collect(procs: list, results, world_size: int) -> list[Any]:
             else:
                 continue
         if not ok:
-            raise WorkerError(*_first_failure(procs, results, (when, rank, payload)))
+            raise WorkerError(*_first_failure(procs, results, (when, rank, payload), set(out)))
         out[rank] = pickle.loads(payload)
     return [out[r] for r in range(world_size)]
 
 
-def _first_failure(procs: list, results, first: tuple[float, int, str]) -> tuple[int, str]:
+def _first_failure(procs: list, results, first: tuple[float, int, str], returned: set[int]) -> tuple[int, str]:
     """The root cause: when one rank fails, its peers fail next ("connection closed"). A rank that died without
-    a traceback (gloo abort, os._exit, out of memory) is the likely cause; otherwise keep the earliest error."""
+    a traceback (gloo abort, os._exit, out of memory, or exit code 0 with no result) is the likely cause; otherwise
+    keep the earliest error. `returned`: the ranks whose results already arrived."""
     failures = [first]
     deadline = time.time() + 0.5
     while time.time() < deadline:
@@ -147,11 +148,13 @@ def _first_failure(procs: list, results, first: tuple[float, int, str]) -> tuple
             rank, when, ok, payload = results.get(timeout=0.05)
         except queue.Empty:
             continue
-        if not ok:
+        if ok:
+            returned.add(rank)
+        else:
             failures.append((when, rank, payload))
     when, rank, payload = min(failures)
-    reported = {r for _, r, _ in failures}
-    silent = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0, 1) and r not in reported]
+    reported = {r for _, r, _ in failures} | returned
+    silent = [r for r, p in enumerate(procs) if p.exitcode not in (None, 1) and r not in reported]
     if silent:
         return silent[0], f"{_silent_death(procs[silent[0]].exitcode)}\nthen rank {rank} failed:\n{payload}"
     return rank, payload
