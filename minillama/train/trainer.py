@@ -18,6 +18,8 @@ import copy
 import dataclasses
 import os
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -154,8 +156,11 @@ class Trainer:
             total=self.cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs
         )
         start, self._window = time.perf_counter(), (time.perf_counter(), self.tokens_seen)
+        previous_handler = self._catch_ctrl_c()
         try:
             while self.step < self.cfg.max_steps:
+                if self._interrupted:  # Ctrl-C during the last step: stop here, between steps
+                    raise KeyboardInterrupt
                 cfg = self.cfg  # a callback may re-plan the run (see `replan_at_warmup_end`)
                 t0 = time.perf_counter()
                 record = self.train_step()
@@ -178,8 +183,26 @@ class Trainer:
                     bar.write(f"interrupted at step {self.step}; saved a checkpoint in {self.checkpoint_dir}")
             raise
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             bar.close()
         return self
+
+    def _catch_ctrl_c(self):
+        """The first Ctrl-C (SIGINT) only sets a flag that the loop reads between steps; a KeyboardInterrupt raised at
+        an arbitrary point can be swallowed (Python ignores exceptions in weakref callbacks and finalizers) and the
+        run would go on. A second Ctrl-C interrupts at once. Returns the previous handler (None off the main thread,
+        where signal handlers cannot be set)."""
+        self._interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def on_sigint(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        return signal.signal(signal.SIGINT, on_sigint)
 
     def _show(self, record: dict, last: bool) -> None:
         """Advance the progress bar; every 2 s, show loss, speed, LR and the last validation loss."""
