@@ -13,7 +13,7 @@ from torch import Tensor
 
 from minillama.data.shards import inputs_and_targets as _inputs_and_targets
 from minillama.data.shards import pack_documents as _pack_documents
-from minillama.train import adamw_step as _adamw_step
+from minillama.train import adamw_step  # noqa: F401  (the exercise's signature exactly: the package function)
 from minillama.train import batch_rows_at as _batch_rows_at
 from minillama.train import clip_grad_norm as _clip_grad_norm
 from minillama.train import lr_schedule as _lr_schedule
@@ -41,21 +41,6 @@ def pack_documents(docs_tokens: Sequence[Sequence[int]], bos_id: int, eos_id: in
 def inputs_and_targets(stream: np.ndarray, starts: Sequence[int], seq_len: int) -> tuple[Tensor, Tensor]:
     """int64 (rows, seq_len) inputs and the targets shifted by one, from windows of seq_len + 1 tokens."""
     return _inputs_and_targets(stream, starts, seq_len)
-
-
-def adamw_step(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    step: int,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.95),
-    eps: float = 1e-8,
-    weight_decay: float = 0.1,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One AdamW update with decoupled weight decay; returns new (param, exp_avg, exp_avg_sq)."""
-    return _adamw_step(param, grad, exp_avg, exp_avg_sq, step, lr, betas, eps, weight_decay)
 
 
 def clip_grad_norm(grads: Sequence[Tensor], max_norm: float) -> tuple[list[Tensor], float]:
