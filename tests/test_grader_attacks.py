@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.grader_utils import grade_chapter
+
 TESTS = '''
 import pytest
 import torch
@@ -349,42 +351,25 @@ def test_reference_import_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_answer_key_of_a_real_chapter_is_refused(tmp_path):
-    """Chapter 00 with the reference (and the package's answer key) re-exported: every test scores 0 and says why."""
-    folder = tmp_path / "exercises"
-    folder.mkdir()
-    (folder / "ch00_the_herd.py").write_text(
-        textwrap.dedent("""
-        from minillama.grading.reference.ch00_the_herd import *  # noqa: F401,F403
-    """)
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    data = json.loads((tmp_path / "results.json").read_text())
+@pytest.mark.parametrize(
+    "learner_file",
+    [
+        "from minillama.grading.reference.ch00_the_herd import *  # noqa: F401,F403\n",
+        # the package functions the exercise re-implements, from their module and from the package's re-export
+        "from minillama.herd import parameter_count as count_parameters  # noqa: F401\n"
+        "from minillama.model.kv_cache import kv_cache_bytes  # noqa: F401\n",
+        "from minillama.herd import parameter_count as count_parameters  # noqa: F401\n"
+        "from minillama.model import kv_cache_bytes  # noqa: F401\n",
+    ],
+    ids=["reference", "package-module", "package-re-export"],
+)
+def test_answer_key_of_a_real_chapter_is_refused(tmp_path, learner_file):
+    """Chapter 00 with the reference, or the package's answer key, re-exported: every test scores 0 and says why."""
+    (tmp_path / "exercises").mkdir()
+    (tmp_path / "exercises" / "ch00_the_herd.py").write_text(learner_file)
+    proc, data = grade_chapter(tmp_path, "ch00", "--timeout", "60")
     assert data["score"] == 0 and data["tests"], proc.stdout
     assert all("must not call the reference implementation" in t["output"] for t in data["tests"]), proc.stdout
-    (folder / "ch00_the_herd.py").write_text(
-        textwrap.dedent("""
-        from minillama.herd import parameter_count as count_parameters  # noqa: F401
-        from minillama.kv_cache import kv_cache_bytes  # noqa: F401
-    """)
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "minillama.grade", "ch00", "--timeout", "60"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert data["score"] == 0, proc.stdout
 
 
 # ---------------------------------------------------------------------- processes that outlive the grader
