@@ -16,7 +16,7 @@ from minillama.data.prepare import load_tokenizer, prepare_data
 from minillama.data.shards import ShardLoader, read_meta
 from minillama.model import ModelArgs, Transformer
 from minillama.train.heldout import token_byte_lengths
-from minillama.train.recipe import TrainConfig, default_ramp, steps_for_tokens
+from minillama.train.recipe import TrainConfig, cpu_has_native_bf16, default_ramp, steps_for_tokens
 from minillama.train.state import TRAINER_STATE, read_trainer_state
 from minillama.train.trainer import (
     LOSS_PLOT,
@@ -84,15 +84,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=int, default=0, help="print a greedy sample every N steps")
     p.add_argument("--prompt", default="def", help="prompt for samples (no trailing space: see chapter 01)")
     return p
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where the CPU has bfloat16 instructions (x86 AVX512-BF16 or AMX), so bf16 autocast is a speed-up."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
 def main(argv: list[str] | None = None) -> int:
