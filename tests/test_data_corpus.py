@@ -22,14 +22,21 @@ def test_stdlib_code_matches_files_on_disk():
     assert "json/decoder.py" in ids
 
 
-def test_prose_is_one_document_per_pydoc_topic():
-    """Prose documents are the `pydoc_data.topics` entries, one per topic, with provenance."""
+def test_prose_is_one_document_per_pydoc_topic_then_per_doc_file():
+    """Prose documents are the `pydoc_data.topics` entries, one per topic, then the library's documentation files
+    (IDLE's manual as text, not HTML), with provenance."""
     from pydoc_data.topics import topics
 
     docs = stdlib_corpus("prose")
-    assert {d.id for d in docs} == {f"topic:{k}" for k in topics}
-    assert all(d.text == topics[d.id.removeprefix("topic:")] for d in docs)
-    assert all(d.source == "pydoc_data" and d.kind == "prose" for d in docs)
+    pydoc = [d for d in docs if d.source == "pydoc_data"]
+    assert {d.id for d in pydoc} == {f"topic:{k}" for k in topics}
+    assert all(d.text == topics[d.id.removeprefix("topic:")] for d in pydoc)
+    files = docs[len(pydoc) :]
+    assert all(d.source == "python-docs" for d in files) and all(d.kind == "prose" for d in docs)
+    ids = [d.id for d in files]
+    assert ids == sorted(ids) and "idlelib/help.html" in ids and not any("Grammar" in i for i in ids)
+    manual = next(d.text for d in files if d.id == "idlelib/help.html")
+    assert "<div" not in manual and "Editor windows" in manual
 
 
 def test_limit_bytes_is_seeded_and_respected():

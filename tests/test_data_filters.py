@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from minillama.data.clean import clean, normalize_text, strip_markup
-from minillama.data.corpus import Document
+from minillama.data.corpus import Document, stdlib_corpus
 from minillama.data.filters import (
     dirty_word_filter,
     dirty_word_ratio,
     duplicated_ngram_coverage,
     kl_filter,
+    literal_line_share,
     ngram_coverage_filter,
+    table_filter,
     token_distribution,
     token_kl_divergence,
     tokenize_words,
@@ -106,3 +108,28 @@ def test_clean_strips_markdown_from_prose_not_code():
     assert [d.id for d in kept] == ["md", "py"] and kept[1].text.startswith("# comment")
     assert report.removed == [("e", "fewer than 1 characters after cleaning")]
     assert "\n\n\n\n" not in kept[0].text
+
+
+def test_table_filter_drops_the_codec_maps_the_kl_filter_keeps():
+    """The standard library's ~120 generated codec tables shape the corpus distribution, so the KL outlier rule keeps
+    them; the data-literal share finds them, and keeps ordinary modules (the codec *machinery* included)."""
+    docs = stdlib_corpus("code")
+    by_id = {d.id: d for d in docs}
+    kl_kept, _ = kl_filter(docs)
+    assert "encodings/cp437.py" in {d.id for d in kl_kept}
+    kept, report = table_filter(docs)
+    kept_ids = {d.id for d in kept}
+    removed = set(by_id) - kept_ids
+    assert {"encodings/cp437.py", "encodings/mac_arabic.py", "html/entities.py"} <= removed
+    assert {"json/decoder.py", "encodings/__init__.py", "encodings/utf_8.py", "argparse.py"} <= kept_ids
+    codec_bytes = sum(by_id[i].bytes for i in removed if i.startswith("encodings/"))
+    assert codec_bytes > 0.8 * sum(by_id[i].bytes for i in removed)
+    assert report.details["scores"]["encodings/cp437.py"] > 0.9 and report.details["scores"]["argparse.py"] < 0.1
+
+
+def test_literal_line_share_counts_rows_of_literals_only():
+    """Rows of literals with commas, colons, brackets and a trailing comment count; code, names and comments don't."""
+    text = "MAP = {\n    0x80: 0x00c7,  # C WITH CEDILLA\n    'a': (1, 2.5e3),\n    -1: None,\n}\n# comment\nx = f(1)\n"
+    assert literal_line_share(text) == 3 / 6
+    assert literal_line_share("") == 0.0 and literal_line_share("# only a comment\n") == 0.0
+    assert literal_line_share("'\\x80'     #  0x80 -> LATIN CAPITAL LETTER C\n") == 1.0

@@ -11,7 +11,9 @@ downloaded here, so the course's corpus is built from the installed standard lib
   of ordinary Python. Pass ``include_tests=True`` to read them, e.g. to give the dedup steps more to find.
   ``pydoc_data/topics.py`` is skipped as code because it is the prose below stored in a Python dict.
 * **prose**: the interpreter's own reference documentation in ``pydoc_data.topics`` (what ``help("assert")``
-  prints), one document per topic, source ``"pydoc_data"``.
+  prints), one document per topic, source ``"pydoc_data"``; then the documentation files inside the library
+  folder (IDLE's manual and notes, the email package's design note, the licence: `stdlib_docs`), one document per
+  file, source ``"python-docs"``.
 
 Both are covered by the PSF License 2.0. Order is deterministic (code by relative path, then prose by topic), so
 every later step that is "deterministic for a seed" starts from the same list. A user's own files come in through
@@ -33,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minillama.tokenizer.corpus import SKIP_DIRS, pydoc_topics, stdlib_dir, stdlib_sources
+from minillama.tokenizer.corpus import SKIP_DIRS, pydoc_topics, stdlib_dir, stdlib_docs, stdlib_sources
 
 __all__ = [
     "Document",
@@ -98,13 +100,15 @@ def stdlib_corpus(
 ) -> list[Document]:
     """The installed Python standard library as a list of Documents.
 
-    kind:          ``"code"`` (stdlib `.py` files), ``"prose"`` (pydoc topics) or ``"all"`` (code then prose).
+    kind:          ``"code"`` (stdlib `.py` files), ``"prose"`` (pydoc topics, then the doc files) or ``"all"``
+                   (code then prose).
     limit_bytes:   if given, a random subset (drawn with `seed`) whose total UTF-8 size is at most this; documents
                    are taken in a seeded shuffled order and skipped when they would overflow the budget. The result
                    keeps the corpus order. Without a limit, `seed` is unused.
     include_tests: also read the stdlib's test folders (see the module docstring).
 
-    Returns a new list each call (the file reads are cached); order: code by path, then prose by topic.
+    Returns a new list each call (the file reads are cached); order: code by path, then pydoc topics by topic, then
+    doc files by path.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -117,6 +121,8 @@ def stdlib_corpus(
     if kind in ("all", "prose"):
         for topic, text in pydoc_topics():
             docs.append(Document(text, "pydoc_data", f"topic:{topic}", PSF_LICENCE, "prose"))
+        for rel, text in stdlib_docs():
+            docs.append(Document(text, "python-docs", rel, PSF_LICENCE, "prose"))
     if limit_bytes is not None:
         docs = _subset_by_bytes(docs, limit_bytes, seed)
     return docs

@@ -9,6 +9,11 @@ Llama 3 removes low-quality documents, outliers and documents with excessive rep
 * **token-distribution Kullback-Leibler divergence**: documents whose token distribution is far from the corpus's
   have "excessive numbers of outlier tokens" (tables of numbers, encoded blobs, rot13 text ...).
 
+A fourth heuristic is this course's own, for code: the **share of data-literal lines**. The standard library holds
+~120 machine-generated codec tables (``encodings/cp437.py``: 256 lines of ``'\\x80'  # 0x80 -> LATIN ...``), 12%
+of its bytes. The KL filter keeps them: there are so many that they shape the corpus distribution they are
+measured against, a limit of any "outlier" rule. A line that is only literals, commas and brackets is easy to spot.
+
 Each has a scoring function (one document -> a float) and a pipeline step ``(docs) -> (kept, StepReport)`` whose
 report lists every score so a notebook can draw the distribution and the threshold.
 """
@@ -35,6 +40,8 @@ __all__ = [
     "token_distribution",
     "token_kl_divergence",
     "kl_filter",
+    "literal_line_share",
+    "table_filter",
 ]
 
 
@@ -243,3 +250,43 @@ def kl_filter(
             kept.append(doc)
     report.details.update(threshold=threshold, median=median, mad=mad, k=k, min_tokens=min_tokens, scores=scores)
     return kept, report.finish(kept)
+
+
+# ----------------------------------------------------------------------------------------------- data tables
+_ATOM = (
+    r"(?:[-+]?(?:0[xX][0-9a-fA-F]+|0[oObB][0-7]+|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)"
+    r"|[rbuRBU]{0,2}'(?:[^'\\\n]|\\.)*'|[rbuRBU]{0,2}\"(?:[^\"\\\n]|\\.)*\"|None|True|False)"
+)
+_BRACKETS = r"[\[\](){}]"
+_DATA_LINE = re.compile(rf"^\s*(?:{_BRACKETS}\s*)*{_ATOM}(?:\s*(?:[:,]|{_BRACKETS})\s*(?:{_ATOM})?)*\s*(?:#.*)?$")
+
+
+def literal_line_share(text: str) -> float:
+    """Share of the non-blank, non-comment lines that hold only literals (numbers, strings, None/True/False),
+    commas, colons and brackets, with an optional trailing comment: the rows of a generated table.
+
+    >>> literal_line_share("TABLE = {\\n    0x80: 0x00c7,  # C WITH CEDILLA\\n    'a': None,\\n}\\n")
+    0.5
+    >>> literal_line_share("def f(x):\\n    return x + 1\\n")
+    0.0
+    """
+    lines = [line for line in text.split("\n") if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return 0.0
+    return sum(1 for line in lines if _DATA_LINE.match(line)) / len(lines)
+
+
+def table_filter(docs: Sequence[Document], max_share: float = 0.5) -> tuple[list[Document], StepReport]:
+    """Pipeline step: drop documents in which more than `max_share` of the lines are data literals
+    (`literal_line_share`): codec maps, entity tables, generated configuration.
+
+    Report details: ``scores`` (id -> share), threshold.
+    """
+    return _score_step(
+        docs,
+        "tables",
+        f"§3.1.1 outliers: data-literal lines > {max_share:.0%}",
+        lambda doc: literal_line_share(doc.text),
+        max_share,
+        lambda score: f"{score:.0%} of the lines are data literals (a generated table)",
+    )

@@ -71,13 +71,14 @@ def default_pipeline(
     max_ngram_coverage: float = 0.8,
     max_dirty_ratio: float = 0.02,
     kl_outlier_k: float = 4.0,
+    max_table_share: float = 0.5,
     quality_threshold: float | None = 0.25,
     min_chars: int = 32,
 ) -> Pipeline:
     """The course's §3.1 chain with its defaults (every knob is an argument):
 
     clean -> exact dedup -> MinHash near-dup -> line dedup (prose) -> duplicated n-gram coverage -> dirty words ->
-    token-distribution KL -> quality classifier (skipped when ``quality_threshold`` is None).
+    token-distribution KL -> data-literal tables -> quality classifier (skipped when ``quality_threshold`` is None).
     """
     steps: list[tuple[str, Step]] = [
         ("clean", partial(clean, min_chars=min_chars)),
@@ -90,6 +91,7 @@ def default_pipeline(
         ("ngram_coverage", partial(filters.ngram_coverage_filter, max_coverage=max_ngram_coverage)),
         ("dirty_words", partial(filters.dirty_word_filter, max_ratio=max_dirty_ratio)),
         ("token_kl", partial(filters.kl_filter, k=kl_outlier_k)),
+        ("tables", partial(filters.table_filter, max_share=max_table_share)),
     ]
     if quality_threshold is not None:
         steps.append(("quality", partial(quality_filter, threshold=quality_threshold, seed=seed)))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -134,16 +134,23 @@ def build_shards(
     seed: int = 0,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     extra_meta: dict | None = None,
+    mix_train: Callable | None = None,
 ) -> dict:
     """Split `docs` by document (train/val), tokenize, pack with BOS/EOS, and write the shards and ``meta.json``.
 
     docs:      `minillama.data.Document`s (anything with ``.text``).
     tokenizer: has ``encode(text, bos, eos)``, ``bos_id``, ``eos_id``, ``n_words`` (the course's `BPETokenizer`).
+    mix_train: ``mix_train(train_docs) -> (mixed, StepReport)``, e.g. `mix.mix_by_ratio` with its shares bound:
+               applied to the training half only, after the split, so a repeated document never reaches the
+               held-out half; its report's ``groups`` go to ``meta["mix"]``.
     Returns the meta dict (also written to ``folder/meta.json``).
     """
     if not docs:
         raise ValueError("no documents to pack; check the corpus path or filters")
     train_docs, val_docs = train_val_split(docs, val_fraction=val_fraction, seed=seed)
+    mix_report = None
+    if mix_train is not None:
+        train_docs, mix_report = mix_train(train_docs)
     meta = {
         "format": "minillama-shards-v1",
         "dtype": "uint32",
@@ -168,6 +175,8 @@ def build_shards(
         }
         if split == "train":
             meta["unigram_entropy"] = unigram_entropy(stream, meta["vocab_size"])
+    if mix_report is not None:
+        meta["mix"] = mix_report.details["groups"]
     meta.update(extra_meta or {})
     path = Path(folder) / META
     tmp = path.with_suffix(".tmp")

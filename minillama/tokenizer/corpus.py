@@ -8,7 +8,9 @@ import functools
 import gettext
 import glob
 import os
+import re
 import sysconfig
+from html.parser import HTMLParser
 from pathlib import Path
 from pydoc_data.topics import topics
 
@@ -77,6 +79,62 @@ def pydoc_topics() -> tuple[tuple[str, str], ...]:
 def pydoc_text() -> str:
     """The pydoc topics as one string."""
     return "\n\n".join(text for _, text in pydoc_topics())
+
+
+#: The documentation files shipped inside the standard library folder (IDLE's manual and notes, the email package's
+#: design note, the licence); grammar files (`lib2to3/*Grammar.txt`) are not prose and are left out.
+DOC_SUFFIXES = (".txt", ".rst", ".html")
+
+
+class _HTMLText(HTMLParser):
+    """The visible text of an HTML page (script and style dropped), one block element per paragraph."""
+
+    BLOCKS = frozenset({"p", "div", "li", "dt", "dd", "pre", "h1", "h2", "h3", "h4", "tr", "br", "section"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.skip += tag in ("script", "style")
+        if tag in self.BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag):
+        self.skip -= tag in ("script", "style") and self.skip > 0
+
+    def handle_data(self, data):
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML document, paragraphs separated by blank lines (stdlib `html.parser` only)."""
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    return "\n\n".join(p.strip() for p in re.split(r"\n\s*\n", "".join(parser.parts)) if p.strip())
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_docs() -> tuple[tuple[str, str], ...]:
+    """(path relative to `stdlib_dir()`, text) of the English documentation files in the standard library folder
+    (`DOC_SUFFIXES`, tests and third-party folders skipped, HTML reduced to its text), sorted by path."""
+    root = stdlib_dir()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS | TEST_DIRS)
+        for name in filenames:
+            if not name.endswith(DOC_SUFFIXES) or name.endswith("Grammar.txt"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            try:
+                text = (root / rel).read_bytes().decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            out.append((rel, html_to_text(text) if name.endswith(".html") else text))
+    return tuple(sorted(out))
 
 
 #: A few sentences per language, written for this course, used when the system has no translation catalogs.
