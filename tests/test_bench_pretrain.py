@@ -42,6 +42,8 @@ def test_every_variant_with_positive_rates_and_consistent_ratios(result):
     for v in variants.values():
         assert v["tokens_per_s"] > 0 and v["tokens_per_s_best"] >= v["tokens_per_s"]
         assert v["ratio"] == pytest.approx(v["tokens_per_s"] / ref, rel=1e-12)
+        ref_seconds = variants["transformers fp32"]["seconds"]
+        assert v["ratio_paired"] == pytest.approx(ref_seconds[0] / v["seconds"][0])  # one round: its own ratio
         assert v["mfu"] == pytest.approx(
             result["flops_per_token"]["total"] * v["tokens_per_s"] / result["peak"][v["mfu_peak"]]["flops_per_s"]
         )
@@ -88,7 +90,8 @@ def test_runs_without_transformers(capsys, monkeypatch):
     monkeypatch.setattr(pretrain, "hf_twin", missing)
     r = run_json(capsys, TINY + FAST)
     assert set(r["variants"]) == {"minillama recipe", "minillama fp32"}
-    assert r["reference"] is None and all(v["ratio"] is None for v in r["variants"].values())
+    assert r["reference"] is None
+    assert all(v["ratio"] is None and v["ratio_paired"] is None for v in r["variants"].values())
     assert "not importable" in r["note"] and r["parity"] == {}
     assert pretrain.main([a for a in TINY + FAST if a != "--json"]) == 0
     assert "not importable" in capsys.readouterr().out
