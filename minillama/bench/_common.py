@@ -49,16 +49,38 @@ def setup(a) -> None:
     )
 
 
-def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
-    """A minillama model and a `transformers.LlamaForCausalLM` holding exactly the same weights."""
-    # optional ([dev] extra): the reference this benchmark measures against
+def hf_twin(model: Transformer) -> torch.nn.Module:
+    """A `transformers.LlamaForCausalLM` (float32, its default "sdpa" attention) holding exactly the weights of
+    `model`: exported with `save_hf` and loaded with `from_pretrained`. Raises ImportError without transformers."""
+    # optional ([dev] extra): the reference the benchmarks measure against
     from transformers import LlamaForCausalLM
 
-    model = Transformer(ModelArgs(**BENCH_ARGS)).init_weights(seed=seed)
     with tempfile.TemporaryDirectory() as d:
         save_hf(model, d)
-        hf = LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="sdpa")
-    return model, hf
+        return LlamaForCausalLM.from_pretrained(d, torch_dtype=torch.float32, attn_implementation="sdpa")
+
+
+def bench_models(seed: int = 0) -> tuple[Transformer, torch.nn.Module]:
+    """A minillama model and a `transformers.LlamaForCausalLM` holding exactly the same weights."""
+    model = Transformer(ModelArgs(**BENCH_ARGS)).init_weights(seed=seed)
+    return model, hf_twin(model)
+
+
+class FixedBatch:
+    """The loader protocol of `Trainer`, always the same batch of `tokens` (b, s+1): no data-loading cost in any
+    variant."""
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens
+
+    def next_batch(self, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokens[:rows, :-1], self.tokens[:rows, 1:]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def print_rates(times: dict[str, list[float]], n_tokens: int, reference: str = "transformers") -> None:

@@ -14,14 +14,15 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from minillama.bench._common import add_common_args, bench_models, print_rates, setup
+from minillama.bench._common import FixedBatch, add_common_args, bench_models, print_rates, setup
 from minillama.bench._timing import interleaved, summary
 from minillama.train import TrainConfig, Trainer
 
 
-def make_step(forward, params, tokens, fused=False):
-    """A closure running one optimizer step of next-token prediction on `tokens` (b, s+1)."""
-    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, **({"fused": True} if fused else {"foreach": True}))
+def make_step(forward, params, tokens, fused=False, lr=1e-4):
+    """A closure running one optimizer step of next-token prediction on `tokens` (b, s+1): forward, cross-entropy,
+    backward, AdamW (foreach, or fused). Returns the loss (before the step)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.1, **({"fused": True} if fused else {"foreach": True}))
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
 
     def step():
@@ -30,7 +31,7 @@ def make_step(forward, params, tokens, fused=False):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return loss.detach()
 
     return step
 
@@ -59,22 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     # The course's training loop (schedule, clipping, weight-decay groups, loader, bookkeeping) against a bare
     # step with the same fused AdamW: the trainer should cost at most a few percent more.
-
-    class FixedBatch:  # the loader protocol, always the same batch (no data-loading cost in either variant)
-        def next_batch(self, rows):
-            return tokens[:rows, :-1], tokens[:rows, 1:]
-
-        def state_dict(self):
-            return {}
-
-        def load_state_dict(self, state):
-            pass
-
     bare_model = copy.deepcopy(model)
     steps["minillama bare (fused AdamW)"] = make_step(bare_model, bare_model.parameters(), tokens, fused=True)
     trainer = Trainer(
         copy.deepcopy(model),
-        FixedBatch(),
+        FixedBatch(tokens),
         TrainConfig(max_steps=10**9, batch_size=a.batch, seq_len=a.seq, warmup_steps=10),
     )
     steps["minillama Trainer.train_step"] = trainer.train_step
