@@ -16,7 +16,7 @@ from minillama.data.prepare import load_tokenizer, prepare_data
 from minillama.data.shards import ShardLoader, read_meta
 from minillama.model import ModelArgs, Transformer
 from minillama.train.heldout import token_byte_lengths
-from minillama.train.recipe import TrainConfig, cpu_has_native_bf16, default_ramp, steps_for_tokens
+from minillama.train.recipe import PRETRAIN_DEFAULTS, TrainConfig, cpu_has_native_bf16, default_ramp, steps_for_tokens
 from minillama.train.state import TRAINER_STATE, read_trainer_state
 from minillama.train.trainer import (
     LOSS_PLOT,
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Pre-train a small Llama on the CPU "
         "(paper §3.4). With no flags: the `small` preset on the standard library, 15 minutes.",
     )
-    p.add_argument("--preset", default="small", help="model preset (tiny, small, base); default small")
+    p.add_argument(
+        "--preset", default=PRETRAIN_DEFAULTS["preset"], help="model preset (tiny, small, base); default %(default)s"
+    )
     p.add_argument(
         "--data",
         default="stdlib",
@@ -53,11 +55,17 @@ def _parser() -> argparse.ArgumentParser:
         help="tokenizer file; default: the shipped course tokenizer for 'stdlib', else a new 8K BPE trained on --data",
     )
     p.add_argument("--limit-mb", type=float, default=None, help="use at most this many MB of the corpus")
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16, help="rows per step after the ramp")
+    p.add_argument("--seq-len", type=int, default=PRETRAIN_DEFAULTS["seq_len"])
+    p.add_argument("--batch-size", type=int, default=PRETRAIN_DEFAULTS["batch_size"], help="rows per step")
     p.add_argument("--micro-batch-size", type=int, default=None, help="rows per forward (gradient accumulation)")
-    p.add_argument("--no-ramp", action="store_true", help="constant batch size (no ramp)")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--ramp",
+        action=argparse.BooleanOptionalAction,
+        default=PRETRAIN_DEFAULTS["batch_ramp"],
+        help="the paper's batch ramp (a quarter of --batch-size, then half, then all; §3.4.1); off by default: "
+        "it made short CPU runs no better and high-LR runs unstable",
+    )
+    p.add_argument("--lr", type=float, default=PRETRAIN_DEFAULTS["lr"], help="peak learning rate (%(default)s)")
     p.add_argument("--min-lr", type=float, default=None, help="cosine floor (default lr/10)")
     p.add_argument("--warmup", type=int, default=None, help="warmup steps (default 5%% of the steps, <= 200)")
     p.add_argument("--weight-decay", type=float, default=0.1)
@@ -303,7 +311,7 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
 
 def _plan(args, model: Transformer, cfg: TrainConfig, loader, threads: int) -> tuple[int, tuple]:
     """(optimizer steps, batch ramp): --steps as given, or as many as --minutes allow at the measured speed."""
-    ramp = () if args.no_ramp else None
+    ramp = None if args.ramp else ()
     if args.steps is not None:
         total_tokens = args.steps * args.batch_size * cfg.seq_len
         return args.steps, default_ramp(args.batch_size, cfg.seq_len, total_tokens) if ramp is None else ramp
