@@ -97,13 +97,17 @@ class Cluster:
             torch.cuda.set_device(device)
         owns = not dist.is_initialized()
         if owns:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            if device.type == "cuda":  # device_id: NCCL binds this GPU now, not at the first collective
+                dist.init_process_group("nccl", device_id=device)
+            else:
+                dist.init_process_group("gloo")
         return cls(device, kind, dist.get_rank(), dist.get_world_size(), local_rank, True, owns)
 
     def describe(self) -> str:
         if not self.distributed:
             return f"1 process on {self.device}"
-        return f"{self.world_size} processes ({self.kind}, {dist.get_backend()}) on {self.device.type}"
+        processes = f"{self.world_size} process{'es' if self.world_size > 1 else ''}"
+        return f"{processes} ({self.kind}, {dist.get_backend()}) on {self.device.type}"
 
     def wrap(self, model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
         """(model, module) for `Trainer(model, ..., module=module)`: the model already on this process's device.
