@@ -232,8 +232,8 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
 
 
-def _state_for_saving(model: Transformer) -> dict[str, Tensor]:
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+def _state_for_saving(model: Transformer, state: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    state = {k: v.detach().contiguous().clone() for k, v in (model.state_dict() if state is None else state).items()}
     if model.args.tie_word_embeddings:
         state.pop("output.weight", None)
     return state
@@ -267,12 +267,18 @@ def atomic_write_folder(folder: str | os.PathLike, write) -> Path:
 
 
 # ---------------------------------------------------------------------- public API
-def save_checkpoint(model: Transformer, folder: str | os.PathLike, extra_files: dict[str, bytes] | None = None) -> Path:
-    """minillama's own format: `config.json` (ModelArgs) + `model.safetensors` (Meta names), written atomically."""
+def save_checkpoint(
+    model: Transformer,
+    folder: str | os.PathLike,
+    extra_files: dict[str, bytes] | None = None,
+    state: dict[str, Tensor] | None = None,
+) -> Path:
+    """minillama's own format: `config.json` (ModelArgs) + `model.safetensors` (Meta names), written atomically.
+    `state`: the tensors to write instead of ``model.state_dict()`` (e.g. gathered from shards by the trainer)."""
 
     def write(tmp: Path):
         (tmp / "config.json").write_text(json.dumps(model.args.to_dict(), indent=2))
-        save_file(_state_for_saving(model), tmp / "model.safetensors", metadata={"format": "minillama"})
+        save_file(_state_for_saving(model, state), tmp / "model.safetensors", metadata={"format": "minillama"})
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
 

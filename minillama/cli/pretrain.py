@@ -1,5 +1,8 @@
 """`minillama pretrain --preset small --data stdlib --minutes 15 --out runs/small [--resume]`: pre-train a small
-Llama on the CPU (paper §3.4) with `minillama.train.Trainer`, planning the schedule from the measured speed."""
+Llama on the CPU (paper §3.4) with `minillama.train.Trainer`, planning the schedule from the measured speed.
+
+The same run on a GPU (`--device cuda`), or scaled out with torch's own engine (paper §3.3.2, data parallelism):
+`torchrun --nproc_per_node=N -m minillama.pretrain --dist ddp|fsdp ...` (`minillama.cli.distributed`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import time
 from pathlib import Path
 
 from minillama.assets import CHECKPOINT
+from minillama.checkpoint import load_checkpoint
+from minillama.cli.distributed import DEVICES, Cluster, pick_device, rows_error
 from minillama.data.prepare import load_tokenizer, prepare_data
 from minillama.data.shards import ShardLoader, read_meta
 from minillama.model import ModelArgs, Transformer
@@ -57,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-mb", type=float, default=None, help="use at most this many MB of the corpus")
     p.add_argument("--seq-len", type=int, default=PRETRAIN_DEFAULTS["seq_len"])
     p.add_argument("--batch-size", type=int, default=PRETRAIN_DEFAULTS["batch_size"], help="rows per step")
-    p.add_argument("--micro-batch-size", type=int, default=None, help="rows per forward (gradient accumulation)")
+    p.add_argument(
+        "--micro-batch-size",
+        type=int,
+        default=None,
+        help="rows per forward over all processes (gradient accumulation)",
+    )
     p.add_argument(
         "--ramp",
         action=argparse.BooleanOptionalAction,
@@ -74,7 +84,19 @@ def _parser() -> argparse.ArgumentParser:
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
-        help="bf16 autocast or plain fp32; auto = bf16 where the CPU computes bf16 natively (~2x faster)",
+        help="bf16 autocast or plain fp32; auto = bf16 on a GPU, and where the CPU computes bf16 natively (~2x faster)",
+    )
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to train; auto = cuda if available, else mps, else cpu (checkpoints are always saved on the CPU)",
+    )
+    p.add_argument(
+        "--dist",
+        choices=("ddp", "fsdp"),
+        default="ddp",
+        help="under torchrun: DDP (a whole model per process) or FSDP2 (weights and optimizer state sharded)",
     )
     p.add_argument("--dim", type=int, default=None, help="override the preset's dim")
     p.add_argument("--n-layers", type=int, default=None, help="override the preset's n_layers")
@@ -105,6 +127,49 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.minutes <= 0 or (args.steps is not None and args.steps < 1):
         parser.error("--minutes must be > 0 and --steps >= 1")
+    device, why = pick_device(args.device)
+    why = why or (None if args.resume else _data_error(args.data))
+    if why:
+        return _error(why)
+    try:
+        cluster = Cluster.start(device, args.dist)
+    except ValueError as e:
+        return _error(str(e))
+    try:
+        with cluster.quiet_unless_main():  # rank 0 prints; the other processes exit quietly
+            code = _main(args, cluster)
+    except BaseException:
+        cluster.close(ok=False)
+        raise
+    cluster.close(ok=True)
+    return code
+
+
+class _NoData(Exception):
+    """--data cannot be prepared (no text in it): one line, in every process (rank 0 says it)."""
+
+
+def _error(message: str) -> int:
+    print(f"minillama pretrain: {message}", file=sys.stderr)
+    return 2
+
+
+def _data_error(data: str) -> str | None:
+    """Why `--data` can hold no text (an empty file), or None; the other cases are reported by `prepare_data`."""
+    path = Path(data)
+    if data != "stdlib" and path.is_file() and path.stat().st_size == 0:
+        return f"--data {data}: the file is empty; pass a text file, a folder of .txt/.md/.py files or 'stdlib'"
+    return None
+
+
+def _ramp_rows(args) -> list[int]:
+    """The batch rows of every stage of the ramp a new run will use (the thresholds do not matter here)."""
+    if args.no_ramp:
+        return [args.batch_size]
+    return [rows for _, rows in default_ramp(args.batch_size, args.seq_len, 10**15)]
+
+
+def _main(args, cluster: Cluster) -> int:
     threads = set_threads(args.threads)
     out = Path(args.out or f"runs/{args.preset}")
     ckpt = out / CHECKPOINT
@@ -116,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.resume:
         state = read_trainer_state(ckpt)
-        max_steps = TrainConfig.from_dict(state["train_config"]).max_steps
+        cfg = TrainConfig.from_dict(state["train_config"])
+        max_steps = cfg.max_steps
         if state["step"] >= max_steps:
             print(
                 f"minillama pretrain: the run in {out} already finished ({state['step']}/{max_steps} steps); "
@@ -129,9 +195,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.resume:
+        why = rows_error([rows for _, rows in cfg.ramp], cfg.micro_batch_size, cluster.world_size)
+    else:
+        why = rows_error(_ramp_rows(args), args.micro_batch_size, cluster.world_size)
+    if why:
+        return _error(why)
     print(f"torch threads: {threads} ({resolve_threads(args.threads)[1]}; set with --threads or MINILLAMA_THREADS)")
     try:
-        return _run(args, out, threads)
+        return _run(args, out, threads, cluster)
+    except _NoData as e:
+        return _error(str(e))
     except KeyboardInterrupt:  # Ctrl-C: the trainer has saved a checkpoint (if it got that far); say how to go on
         if (ckpt / TRAINER_STATE).is_file():
             print(
@@ -144,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args, out: Path, threads: int) -> int:
+def _run(args, out: Path, threads: int, cluster: Cluster) -> int:
     ckpt = out / CHECKPOINT
-    trainer, meta, tok = resume_run(args, out) if args.resume else new_run(args, out, threads)
+    trainer, meta, tok = resume_run(args, out, cluster) if args.resume else new_run(args, out, threads, cluster)
     data_tokenizer = Path(trainer.meta["data_folder"]) / "tokenizer.model"
     if data_tokenizer.is_file() and not trainer.extra_files:
         trainer.extra_files["tokenizer.model"] = data_tokenizer.read_bytes()
@@ -155,7 +229,7 @@ def _run(args, out: Path, threads: int) -> int:
         trainer.callbacks.append(replan_at_warmup_end(args.minutes * 60 * 0.93, clock))
     if args.sample_every and tok is not None:
 
-        def show(tr, record):
+        def show(tr, record):  # every process samples (FSDP gathers weights), rank 0 prints
             if tr.step % args.sample_every == 0:
                 print(f"\n[step {tr.step}] {sample_text(tr.model, tok, args.prompt, 48)!r}", flush=True)
 
@@ -169,9 +243,10 @@ def _run(args, out: Path, threads: int) -> int:
     clock["start"] = time.perf_counter()
     trainer.fit()
     cfg = trainer.cfg
+    where = f"{threads} thread(s)" if cluster.device.type == "cpu" and not cluster.distributed else cluster.describe()
     print(
         f"done: step {trainer.step}/{cfg.max_steps}, {trainer.tokens_seen:,} tokens in {trainer.wall_s / 60:.1f} "
-        f"min of training ({trainer.tokens_per_s:,.0f} tokens/s) on {threads} thread(s)"
+        f"min of training ({trainer.tokens_per_s:,.0f} tokens/s) on {where}"
     )
     last = trainer.val_history[-1] if trainer.val_history else {}
     held = trainer.heldout_score
@@ -211,8 +286,10 @@ def _token_bytes(tok):
     return token_byte_lengths(tok) if tok is not None and hasattr(tok, "decode_bytes") else None
 
 
-def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
-    """The interrupted run in `out`, its data's meta and its tokenizer (None if it has none)."""
+def resume_run(args, out: Path, cluster: Cluster | None = None) -> tuple[Trainer, dict, object]:
+    """The interrupted run in `out`, its data's meta and its tokenizer (None if it has none), on `cluster`'s
+    device and processes (any number: the checkpoint holds whole tensors)."""
+    cluster = cluster or Cluster(pick_device("cpu")[0])
     ckpt = out / CHECKPOINT
     state = read_trainer_state(ckpt)
     data_folder = Path(state["meta"]["data_folder"])
@@ -220,20 +297,47 @@ def resume_run(args, out: Path) -> tuple[Trainer, dict, object]:
     tok = load_tokenizer(tok_file) if tok_file.is_file() else None
     cfg = TrainConfig.from_dict(state["train_config"])
     loader, val_batches, heldout = _loaders(data_folder, cfg.seq_len, cfg.seed)
-    trainer = Trainer.resume(
-        ckpt, loader, val_batches=val_batches, out_dir=out, heldout=heldout, token_bytes=_token_bytes(tok)
-    )
-    cfg = trainer.cfg
+    model, module = cluster.wrap(load_checkpoint(ckpt).to(cluster.device))
+    trainer = Trainer(
+        model,
+        loader,
+        cfg,
+        val_batches=val_batches,
+        out_dir=out,
+        heldout=heldout,
+        token_bytes=_token_bytes(tok),
+        module=module,
+        rank=cluster.rank,
+        world_size=cluster.world_size,
+    ).load_state(ckpt)
     print(f"resuming {out} at step {trainer.step}/{cfg.max_steps} ({trainer.tokens_seen:,} tokens seen)")
+    print(f"device: {cluster.describe()}")
     return trainer, read_meta(data_folder), tok
 
 
-def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
-    """A new run: data prepared, model built, schedule planned (from --steps, or from this machine's measured
-    speed and --minutes)."""
-    data_folder, meta, tok = prepare_data(
-        args.data, out, args.tokenizer, ModelArgs.from_preset(args.preset).vocab_size, args.limit_mb, args.seed
-    )
+def _prepare(args, out: Path, cluster: Cluster) -> tuple[Path, dict, object]:
+    """`prepare_data` for --data: rank 0 prepares first (tokenizer, shards in out/data), the other processes then
+    reuse what it wrote. Raises `_NoData` in every process when it fails."""
+    vocab_size = ModelArgs.from_preset(args.preset).vocab_size
+    prepared, why = None, None
+    if cluster.is_main:
+        try:
+            prepared = prepare_data(args.data, out, args.tokenizer, vocab_size, args.limit_mb, args.seed)
+        except (ValueError, FileNotFoundError) as e:
+            why = str(e)
+    why = cluster.broadcast(why)
+    if why is not None:
+        raise _NoData(why)
+    if prepared is None:
+        prepared = prepare_data(args.data, out, args.tokenizer, vocab_size, args.limit_mb, args.seed)
+    return prepared
+
+
+def new_run(args, out: Path, threads: int, cluster: Cluster | None = None) -> tuple[Trainer, dict, object]:
+    """A new run: data prepared, model built on `cluster`'s device, schedule planned (from --steps, or from this
+    machine's measured speed and --minutes), the model wrapped for several processes."""
+    cluster = cluster or Cluster(pick_device("cpu")[0])
+    data_folder, meta, tok = _prepare(args, out, cluster)
     seq_len = args.seq_len
     loader, val_batches, heldout = _loaders(data_folder, seq_len, args.seed)
     overrides = {
@@ -252,7 +356,7 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
         **overrides,
         max_seq_len=max(ModelArgs.from_preset(args.preset).max_seq_len, seq_len),
     )
-    model = Transformer(margs).init_weights(std=0.02, seed=args.seed)
+    model = Transformer(margs).init_weights(std=0.02, seed=args.seed).to(cluster.device)
     cfg = TrainConfig(
         max_steps=10,
         lr=args.lr,
@@ -263,10 +367,11 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
         batch_size=args.batch_size,
         micro_batch_size=args.micro_batch_size,
         seq_len=seq_len,
-        bf16=args.precision == "bf16" or (args.precision == "auto" and cpu_has_native_bf16()),
+        bf16=args.precision == "bf16"
+        or (args.precision == "auto" and (cluster.device.type != "cpu" or cpu_has_native_bf16())),
         seed=args.seed,
     )
-    steps, ramp = _plan(args, model, cfg, loader, threads)
+    steps, ramp = cluster.broadcast(_plan(args, model, cfg, loader, threads))  # rank 0's plan for every process
     warmup = args.warmup if args.warmup is not None else min(200, max(5, steps // 20))
     cfg = dataclasses.replace(
         cfg,
@@ -279,6 +384,9 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
     )
     tok_file = Path(data_folder) / "tokenizer.model"
     extra = {"tokenizer.model": tok_file.read_bytes()} if tok_file.is_file() else {}
+    n, n_body = model.num_params(), model.num_params(exclude_embeddings=True)
+    before = sample_text(model, tok, args.prompt, 32) if tok is not None and cluster.is_main else None
+    model, module = cluster.wrap(model)  # after the sample: FSDP would need every process to take part
     trainer = Trainer(
         model,
         loader,
@@ -294,18 +402,21 @@ def new_run(args, out: Path, threads: int) -> tuple[Trainer, dict, object]:
             "data": args.data,
             "unigram_entropy": meta.get("unigram_entropy"),
         },
+        module=module,
+        rank=cluster.rank,
+        world_size=cluster.world_size,
     )
-    n = model.num_params()
+    print(f"device: {cluster.describe()}")
     print(f"precision: {'bf16 autocast' if cfg.bf16 else 'fp32'}; batch ramp (tokens seen, rows): {cfg.ramp}")
     print(
         f"model {args.preset}{' ' + str(overrides) if overrides else ''}: {n:,} parameters "
-        f"({model.num_params(exclude_embeddings=True):,} without the embedding); "
+        f"({n_body:,} without the embedding); "
         f"train {meta['splits']['train']['tokens']:,} tokens, val "
         f"{meta['splits']['val']['tokens']:,}; unigram entropy {meta.get('unigram_entropy', float('nan')):.3f} "
         f"nats/token"
     )
-    if tok is not None:
-        print(f"sample before training: {sample_text(model, tok, args.prompt, 32)!r}")
+    if before is not None:
+        print(f"sample before training: {before!r}")
     return trainer, meta, tok
 
 

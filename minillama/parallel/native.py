@@ -87,7 +87,8 @@ def native_tp(model: nn.Module, tp_mesh) -> nn.Module:
 
 def native_fsdp(model: nn.Module, dp_mesh, reshard_after_forward: bool = False) -> nn.Module:
     """FSDP2, in place: the embedding, each block, the final norm and the output are units of their own
-    (as in torchtitan), then the root; every weight is sharded over `dp_mesh`.
+    (as in torchtitan), then the root; every weight is sharded over `dp_mesh`. With tied embeddings (the CPU
+    presets, Llama 3.2 1B/3B) the embedding and the output are left to the root unit.
 
     Because each unit gathers its own weights, any code that calls the modules (`model(...)`, a pipeline stage)
     works. `reshard_after_forward=False` is Llama 3's choice (the gathered weights stay for the backward).
@@ -98,6 +99,9 @@ def native_fsdp(model: nn.Module, dp_mesh, reshard_after_forward: bool = False) 
 
     layers = model.layers.values() if isinstance(model.layers, nn.ModuleDict) else model.layers
     units = [model.tok_embeddings, *layers, model.norm, model.output]
+    if getattr(getattr(model, "args", None), "tie_word_embeddings", False):
+        # a tied output shares the embedding's weight, and a weight belongs to one unit: both stay with the root
+        units = [*layers, model.norm]
     for unit in units:
         if unit is not None:
             fully_shard(unit, mesh=dp_mesh, reshard_after_forward=reshard_after_forward)

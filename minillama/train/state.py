@@ -5,6 +5,11 @@ checkpoint/
   optimizer.st (safetensors)       AdamW moments and step counts, by parameter name
   rng.st (safetensors)             torch's RNG state
   trainer.json                     TrainConfig, step, tokens seen, loader state, Python/NumPy RNG, history
+
+Every tensor is written whole and on the CPU, whatever device and however many processes trained: a weight or
+moment sharded by FSDP2 (a DTensor) is gathered first (`full_model_state`, `state_files`; every process calls
+them), and `load_state` lays each moment out like its parameter again (sharded or not, on its device), so a run
+resumes on another device or another number of processes.
 """
 
 from __future__ import annotations
@@ -22,7 +27,15 @@ from safetensors.torch import save as save_bytes
 
 from minillama.checkpoint import CheckpointError
 
-__all__ = ["TRAINER_STATE", "OPTIMIZER_STATE", "RNG_STATE", "state_files", "read_trainer_state", "load_state"]
+__all__ = [
+    "TRAINER_STATE",
+    "OPTIMIZER_STATE",
+    "RNG_STATE",
+    "state_files",
+    "full_model_state",
+    "read_trainer_state",
+    "load_state",
+]
 
 TRAINER_STATE = "trainer.json"
 OPTIMIZER_STATE = "optimizer.st"  # safetensors format; not *.safetensors, which load_checkpoint reads as weights
@@ -60,6 +73,33 @@ def _np_rng_from_json(state):
     return (state[0], np.asarray(state[1], dtype=np.uint32), state[2], state[3], state[4])
 
 
+def _full_cpu(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor on the CPU: a DTensor's shards gathered (a collective: every process calls it)."""
+    if hasattr(t, "full_tensor"):
+        t = t.full_tensor()
+    return t.detach().to("cpu").contiguous()
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """name -> the whole weight on the CPU (sharded weights gathered), in `model.state_dict()`'s order."""
+    return {name: _full_cpu(t) for name, t in model.state_dict().items()}
+
+
+def _laid_out_like(value: torch.Tensor, param: torch.Tensor, key: str, group: dict) -> torch.Tensor:
+    """A saved optimizer tensor placed like torch would create it for `param`: a moment on the parameter's device
+    (sharded the same way when the parameter is a DTensor); the step count on the CPU unless the optimizer is
+    fused or capturable (then on the parameter's device)."""
+    if key == "step":
+        on_device = group.get("fused") or group.get("capturable")
+        return value.clone().to(param.device if on_device else "cpu")
+    if hasattr(param, "device_mesh"):
+        # only reached with DTensor parameters (FSDP2), whose module torch has therefore loaded already
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(value.to(param.device), param.device_mesh, param.placements)
+    return value.clone().to(param.device)
+
+
 def state_files(trainer) -> dict[str, bytes]:
     """Everything of a `Trainer` but the model, as file contents: optimizer moments, RNG, trainer.json."""
     record = {
@@ -77,7 +117,7 @@ def state_files(trainer) -> dict[str, bytes]:
     moments = {}
     for name, p in zip(trainer.param_names, trainer.params):
         for key, value in trainer.optimizer.state.get(p, {}).items():
-            moments[f"{name}.{key}"] = value.detach().reshape(value.shape).contiguous()
+            moments[f"{name}.{key}"] = _full_cpu(value)
     return {
         TRAINER_STATE: json.dumps(record).encode(),
         OPTIMIZER_STATE: save_bytes(moments),
@@ -97,10 +137,13 @@ def load_state(trainer, folder: str | os.PathLike) -> None:
             f"{folder}: optimizer or RNG state is unreadable ({e}); the checkpoint is "
             f"truncated or corrupt, start again without --resume"
         ) from e
+    group_of = {p: g for g in trainer.optimizer.param_groups for p in g["params"]}
     for name, p in zip(trainer.param_names, trainer.params):
         keys = [k for k in moments if k.rsplit(".", 1)[0] == name]
         if keys:
-            trainer.optimizer.state[p] = {k.rsplit(".", 1)[1]: moments[k].clone() for k in keys}
+            trainer.optimizer.state[p] = {
+                k.rsplit(".", 1)[1]: _laid_out_like(moments[k], p, k.rsplit(".", 1)[1], group_of[p]) for k in keys
+            }
     trainer.step, trainer.tokens_seen = int(record["step"]), int(record["tokens_seen"])
     trainer.wall_s = float(record.get("wall_s", 0.0))
     trainer.history, trainer.val_history = record["history"], record["val_history"]

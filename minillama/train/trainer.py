@@ -9,6 +9,14 @@ never stopped. A `loss.png` (`plots.py`) is written beside the checkpoint.
 Post-training passes its own batches and loss: `train(model, loader, cfg, loss_fn=masked_sft_loss)`, where
 `loader.next_batch(rows)` returns any batch and `loss_fn(model, batch)` returns a scalar tensor.
 The command line is `minillama pretrain` (`minillama.cli.pretrain`).
+
+Devices and processes: batches come from the loader on the CPU and go to the model's device inside the step
+(`to_device`). Data parallelism over several processes (paper §3.3.2; `torchrun`, wired in `minillama.cli`) needs
+three generic hooks only: ``module=`` the wrapped model (DDP) that runs forward and backward, and ``rank=`` /
+``world_size=``. Every process then draws the same global batch from an identically seeded loader and keeps its
+own equal slice of the rows (`rows_of_rank`), the gradients are averaged by the wrapper, the logged loss is
+averaged over the processes, and only rank 0 shows progress and writes the checkpoint, which holds the full
+(gathered) tensors on the CPU: it resumes on any device and any number of processes.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from minillama.assets import CHECKPOINT
@@ -38,7 +47,16 @@ from minillama.train.plots import plot_loss
 from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, make_adamw, steps_for_tokens
 from minillama.utils import progress as progress_bar
 
-__all__ = ["Trainer", "train", "fixed_batches", "replan_at_warmup_end", "measure_tokens_per_s", "sample_text"]
+__all__ = [
+    "Trainer",
+    "train",
+    "fixed_batches",
+    "replan_at_warmup_end",
+    "measure_tokens_per_s",
+    "sample_text",
+    "to_device",
+    "rows_of_rank",
+]
 
 LOSS_PLOT = "loss.png"
 
@@ -58,6 +76,12 @@ class Trainer:
     out_dir:     where ``checkpoint/`` and ``loss.png`` go (None: nothing is written).
     callbacks:   ``fn(trainer, record)`` called after every step (logging, samples, a test's sleep).
     extra_files: more files for the checkpoint folder, e.g. ``{"tokenizer.model": bytes}``.
+    module:      what runs forward and backward when it is not `model` itself: a wrapper such as
+                 ``DistributedDataParallel(model)``; `model` stays the plain model (validation, samples, saving).
+                 FSDP2 shards `model` in place: pass the sharded model as `model`, no `module`.
+    rank, world_size: this process among the data-parallel processes (a group already initialised by the caller).
+                 Each step every process reads the whole global batch and keeps rows ``[rank·b/N, (rank+1)·b/N)``;
+                 the batch rows (and micro-batch rows) must be multiples of `world_size`.
     """
 
     def __init__(
@@ -73,8 +97,13 @@ class Trainer:
         meta: dict | None = None,
         heldout=None,
         token_bytes: Tensor | None = None,
+        module: torch.nn.Module | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.model, self.loader, self.cfg = model, loader, cfg
+        self.module = module if module is not None else model
+        self.rank, self.world_size = rank, world_size
         self.loss_fn = loss_fn or lm_loss
         self.val_batches = list(val_batches or [])
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -82,7 +111,8 @@ class Trainer:
         self.heldout, self.token_bytes = heldout, token_bytes
         self.heldout_score: HeldOutScore | None = None
         self.param_names, self.optimizer = make_adamw(model, cfg)
-        self.device_type = next(model.parameters()).device.type
+        self.device = next(model.parameters()).device  # a sharded (DTensor) weight reports its local device
+        self.device_type = self.device.type
         self.step, self.tokens_seen, self.wall_s = 0, 0, 0.0
         self.history: list[dict] = []  # one record per step: step, tokens, rows, lr, loss, grad_norm
         self.val_history: list[dict] = []  # step, tokens, val_loss
@@ -91,13 +121,22 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
     @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that prints, shows progress and writes files."""
+        return self.rank == 0
+
+    @property
     def params(self) -> list[torch.nn.Parameter]:
         """The optimized parameters, in the order of `param_names`."""
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     # ------------------------------------------------------------------ one step
     def train_step(self) -> dict:
-        """One optimizer step: LR from the schedule, rows from the ramp, gradient accumulation, clipping."""
+        """One optimizer step: LR from the schedule, rows from the ramp, gradient accumulation, clipping.
+
+        With ``world_size`` N > 1 each micro-batch of ``micro`` global rows is read whole (so the data order is the
+        same for any N) and this process computes on its ``micro / N`` rows; ``rows``, ``tokens`` and ``loss`` in
+        the record are those of the global batch."""
         cfg = self.cfg
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
@@ -106,14 +145,20 @@ class Trainer:
         micro = cfg.micro_batch_size or rows
         n_micro = rows // micro
         loss_sum, tokens = 0.0, 0
-        for _ in range(n_micro):
-            batch = self.loader.next_batch(micro)
-            with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                loss = self.loss_fn(self.model, batch)
-            (loss / n_micro).backward()
-            loss_sum += loss.item()
+        for i in range(n_micro):
+            batch = self.loader.next_batch(micro)  # the global micro-batch, the same in every process
             tokens += _batch_tokens(batch)
+            batch = to_device(rows_of_rank(batch, self.rank, self.world_size), self.device)
+            # DDP: average the gradients once, after the last micro-batch, not after each one
+            last = i == n_micro - 1 or not hasattr(self.module, "no_sync")
+            with contextlib.nullcontext() if last else self.module.no_sync():
+                with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    loss = self.loss_fn(self.module, batch)
+                (loss / n_micro).backward()
+            loss_sum += loss.item()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2: the norm of sharded gradients is a DTensor
+            grad_norm = grad_norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -123,11 +168,36 @@ class Trainer:
             "tokens": self.tokens_seen,
             "rows": rows,
             "lr": lr,
-            "loss": loss_sum / n_micro,
+            "loss": self.mean_over_ranks(loss_sum / n_micro),
             "grad_norm": float(grad_norm),
         }
         self.history.append(record)
         return record
+
+    # ------------------------------------------------------------------ several processes
+    def mean_over_ranks(self, value: float) -> float:
+        """The mean of a number over the processes (each computed it on its own, equal, share of the batch)."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)  # NCCL needs it on the GPU, gloo on CPU
+        dist.all_reduce(t)
+        return t.item() / self.world_size
+
+    def any_rank(self, flag: bool) -> bool:
+        """True when any process says so: every process must stop at the same step (Ctrl-C, a time limit)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def from_main(self, value):
+        """Rank 0's `value` (any picklable object) in every process: for decisions taken on a clock."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def validate(self, final: bool = False) -> float | None:
         """Loss on the validation sample (`val_batches`), with bits per byte when `token_bytes` is known; with
@@ -152,6 +222,8 @@ class Trainer:
     def fit(self, progress: bool | None = None) -> Trainer:
         """Train until `cfg.max_steps` (or the time limit), validating and checkpointing on schedule."""
         bar_kwargs = {} if progress is None else {"disable": not progress}
+        if not self.is_main:
+            bar_kwargs = {"disable": True}
         self.bar = bar = progress_bar(
             total=self.cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs
         )
@@ -159,7 +231,7 @@ class Trainer:
         previous_handler = self._catch_ctrl_c()
         try:
             while self.step < self.cfg.max_steps:
-                if self._interrupted:  # Ctrl-C during the last step: stop here, between steps
+                if self.any_rank(self._interrupted):  # Ctrl-C during the last step: stop here, between steps
                     raise KeyboardInterrupt
                 cfg = self.cfg  # a callback may re-plan the run (see `replan_at_warmup_end`)
                 t0 = time.perf_counter()
@@ -173,14 +245,16 @@ class Trainer:
                 if self.out_dir is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last):
                     self.save()
                 self._show(record, last)
-                if cfg.time_limit_s is not None and time.perf_counter() - start > cfg.time_limit_s and not last:
+                limit = cfg.time_limit_s
+                if limit is not None and not last and self.any_rank(time.perf_counter() - start > limit):
                     self._stop_for_time()
                     break
         except KeyboardInterrupt:
             if self.out_dir is not None:
                 self.save()  # first: a message to a closed pipe must not cost the checkpoint
                 with contextlib.suppress(OSError):
-                    bar.write(f"interrupted at step {self.step}; saved a checkpoint in {self.checkpoint_dir}")
+                    if self.is_main:
+                        bar.write(f"interrupted at step {self.step}; saved a checkpoint in {self.checkpoint_dir}")
             raise
         finally:
             if previous_handler is not None:
@@ -223,10 +297,11 @@ class Trainer:
 
     def _stop_for_time(self) -> None:
         cfg = self.cfg
-        self.bar.write(
-            f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}/{cfg.max_steps}"
-            + ("; saved a checkpoint, continue with --resume" if self.out_dir else "")
-        )
+        if self.is_main:
+            self.bar.write(
+                f"time limit of {cfg.time_limit_s:.0f}s reached at step {self.step}/{cfg.max_steps}"
+                + ("; saved a checkpoint, continue with --resume" if self.out_dir else "")
+            )
         if self.out_dir is not None:
             self.validate(final=True)
             self.save()
@@ -243,9 +318,15 @@ class Trainer:
         return self.out_dir / CHECKPOINT
 
     def save(self, folder: str | os.PathLike | None = None) -> Path:
-        """Write the checkpoint folder atomically (and the loss plot beside it)."""
+        """Write the checkpoint folder atomically (and the loss plot beside it): full tensors on the CPU.
+
+        With several processes every one must call it (sharded weights and optimizer moments are gathered);
+        rank 0 writes."""
         folder = Path(folder) if folder is not None else self.checkpoint_dir
-        save_checkpoint(self.model, folder, extra_files={**self.extra_files, **state.state_files(self)})
+        weights, files = state.full_model_state(self.model), state.state_files(self)
+        if not self.is_main:
+            return folder
+        save_checkpoint(self.model, folder, extra_files={**self.extra_files, **files}, state=weights)
         if self.history:
             plot = folder.parent / LOSS_PLOT
             tmp = plot.with_name(f".{plot.stem}.tmp.png")
@@ -282,6 +363,36 @@ class Trainer:
             **kwargs,
         )
         return trainer.load_state(folder)
+
+
+def _map_tensors(batch, fn):
+    """`batch` with `fn` applied to each tensor in it: a tensor, a tuple/list or a dict of them (others kept)."""
+    if isinstance(batch, Tensor):
+        return fn(batch)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_map_tensors(b, fn) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _map_tensors(v, fn) for k, v in batch.items()}
+    return batch
+
+
+def to_device(batch, device: torch.device):
+    """A batch (tensor, tuple/list or dict of tensors) on `device`; a no-op for tensors already there."""
+    return _map_tensors(batch, lambda t: t.to(device))
+
+
+def rows_of_rank(batch, rank: int, world_size: int):
+    """Process `rank`'s slice of a global batch: rows ``[rank·b/N, (rank+1)·b/N)`` of every tensor (b, ...)."""
+    if world_size == 1:
+        return batch
+
+    def mine(t: Tensor) -> Tensor:
+        if t.shape[0] % world_size:
+            raise ValueError(f"a batch of {t.shape[0]} rows does not split over {world_size} processes")
+        n = t.shape[0] // world_size
+        return t[rank * n : (rank + 1) * n]
+
+    return _map_tensors(batch, mine)
 
 
 def _batch_tokens(batch) -> int:
@@ -343,6 +454,7 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
         steps = max(
             trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len, trainer.tokens_seen)
         )
+        elapsed, total, steps = trainer.from_main((elapsed, total, steps))  # every process plans rank 0's steps
         if steps != cfg.max_steps:
             trainer.cfg = dataclasses.replace(
                 cfg, max_steps=steps, eval_every=max(10, steps // 15), ckpt_every=max(10, steps // 10)
@@ -350,10 +462,11 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
             bar = getattr(trainer, "bar", None)
             if bar is not None:
                 bar.total = steps
-            (bar.write if bar is not None else print)(
-                f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
-                f"-> {steps} steps (~{total:,} tokens)"
-            )
+            if trainer.is_main:
+                (bar.write if bar is not None else print)(
+                    f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
+                    f"-> {steps} steps (~{total:,} tokens)"
+                )
 
     return callback
 
