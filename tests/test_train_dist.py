@@ -20,8 +20,8 @@ from minillama.parallel.launch import launch
 from minillama.train.trainer import Trainer, rows_of_rank, to_device
 
 WORLD = 2
-#: 6 steps of the tiny model, the default batch ramp (2, 4, then 8 rows: all divisible by 2), fp32
-RUN = ["--preset", "tiny", "--steps", "6", "--seq-len", "16", "--batch-size", "8", "--precision", "fp32"] + [
+#: 6 steps of the tiny model, the paper's batch ramp (2, 4, then 8 rows: all divisible by 2), fp32
+RUN = ["--preset", "tiny", "--steps", "6", "--seq-len", "16", "--batch-size", "8", "--precision", "fp32", "--ramp"] + [
     "--eval-every", "3", "--ckpt-every", "3", "--device", "cpu"
 ]  # fmt: skip
 
@@ -160,6 +160,7 @@ def one_line_error(err: str, *words: str) -> None:
 @pytest.mark.parametrize(
     "flags, words",
     [
+        (["--batch-size", "5", "--no-ramp"], ["world size 2", "rows 5"]),
         (["--batch-size", "6"], ["world size 2", "rows 1, 3"]),  # the ramp: 6 // 4 = 1, 6 // 2 = 3, 6 rows
         (["--batch-size", "6", "--micro-batch-size", "3", "--no-ramp"], ["world size 2", "micro-batch of 3 rows"]),
     ],

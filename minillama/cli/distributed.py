@@ -52,6 +52,11 @@ def rows_error(rows: list[int], micro: int | None, world_size: int) -> str | Non
             "--nproc_per_node"
         )
     bad = [r for r in rows if r % world_size]
+    if bad and len(rows) == 1:
+        return (
+            f"world size {world_size} does not divide the batch rows {rows[0]}: every process takes an equal share "
+            f"of each batch; use a --batch-size that is a multiple of {world_size}, or another --nproc_per_node"
+        )
     if bad:
         return (
             f"world size {world_size} does not divide the batch rows {', '.join(map(str, bad))} (batch ramp: "

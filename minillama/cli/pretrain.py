@@ -164,7 +164,7 @@ def _data_error(data: str) -> str | None:
 
 def _ramp_rows(args) -> list[int]:
     """The batch rows of every stage of the ramp a new run will use (the thresholds do not matter here)."""
-    if args.no_ramp:
+    if not args.ramp:
         return [args.batch_size]
     return [rows for _, rows in default_ramp(args.batch_size, args.seq_len, 10**15)]
 
