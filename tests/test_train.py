@@ -25,8 +25,10 @@ from minillama.train import (
     evaluate,
     lm_loss,
     lr_schedule,
+    steps_for_tokens,
     train,
 )
+from minillama.train.recipe import tokens_after_steps
 
 SEQ = 16
 
@@ -94,6 +96,25 @@ def test_batch_ramp_rows_follow_tokens_seen():
         cfg(batch_ramp=((0, 2), (100, 3)), micro_batch_size=2)
     with pytest.raises(ValueError, match="start at 0"):
         cfg(batch_ramp=((5, 2),))
+
+
+def test_progress_bar_counts_tokens_so_the_eta_holds_under_the_ramp():
+    """Under a ramp a late step holds 4x the tokens of an early one: the bar's total is the run's tokens, counted
+    step by step from the ramp, and it ends exactly there (a bar in steps would have been 1/3 done when a quarter
+    of the work was). Post-training losses keep a bar in steps."""
+    ramp = ((0, 1), (SEQ * 4, 2), (SEQ * 12, 4))
+    tr = Trainer(model(), loader(), cfg(max_steps=10, batch_ramp=ramp, eval_every=0, ckpt_every=0))
+    tokens, rows = 0, []
+    for _ in range(10):
+        rows.append(batch_rows_at(tokens, ramp))
+        tokens += rows[-1] * SEQ
+    assert rows == [1, 1, 1, 1, 2, 2, 2, 2, 4, 4]
+    assert tokens_after_steps(10, ramp, SEQ) == tokens and steps_for_tokens(tokens, ramp, SEQ) == 10
+    tr.fit(progress=True)
+    assert (tr.bar.unit, tr.bar.total, tr.bar.n) == ("tok", tokens, tokens) and tr.tokens_seen == tokens
+    post = Trainer(model(), loader(), cfg(max_steps=3, eval_every=0, ckpt_every=0), loss_fn=lambda m, b: lm_loss(m, b))
+    post.fit(progress=True)
+    assert (post.bar.unit, post.bar.total, post.bar.n) == ("step", 3, 3)
 
 
 # ---------------------------------------------------------------------- AdamW and clipping

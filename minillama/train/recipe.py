@@ -30,6 +30,7 @@ __all__ = [
     "lr_schedule",
     "batch_rows_at",
     "steps_for_tokens",
+    "tokens_after_steps",
     "default_ramp",
     "adamw_step",
     "clip_grad_norm",
@@ -238,6 +239,15 @@ def steps_for_tokens(total_tokens: int, ramp: Sequence[tuple[int, int]], seq_len
         tokens += batch_rows_at(tokens, ramp) * seq_len
         steps += 1
     return steps
+
+
+def tokens_after_steps(steps: int, ramp: Sequence[tuple[int, int]], seq_len: int, start_tokens: int = 0) -> int:
+    """Tokens seen after `steps` optimizer steps from `start_tokens` under a batch ramp (`steps_for_tokens`'s
+    inverse): the progress bar counts these, so its ETA stays honest while the batch grows."""
+    tokens = start_tokens
+    for _ in range(steps):
+        tokens += batch_rows_at(tokens, ramp) * seq_len
+    return tokens
 
 
 def default_ramp(batch_size: int, seq_len: int, total_tokens: int) -> tuple[tuple[int, int], ...]:

@@ -44,7 +44,15 @@ from minillama.model import Transformer
 from minillama.train import state
 from minillama.train.heldout import HeldOutScore, score_batches, score_split
 from minillama.train.plots import plot_loss
-from minillama.train.recipe import TrainConfig, batch_rows_at, evaluate, lm_loss, make_adamw, steps_for_tokens
+from minillama.train.recipe import (
+    TrainConfig,
+    batch_rows_at,
+    evaluate,
+    lm_loss,
+    make_adamw,
+    steps_for_tokens,
+    tokens_after_steps,
+)
 from minillama.utils import progress as progress_bar
 
 __all__ = [
@@ -224,8 +232,16 @@ class Trainer:
         bar_kwargs = {} if progress is None else {"disable": not progress}
         if not self.is_main:
             bar_kwargs = {"disable": True}
+        # Pre-training counts tokens, not steps: under a batch ramp a late step holds 4x the tokens of an early one,
+        # and a bar in steps would promise an ETA the run cannot keep. Other losses (post-training) count steps.
+        self._bar_tokens = self.loss_fn is lm_loss
         self.bar = bar = progress_bar(
-            total=self.cfg.max_steps, initial=self.step, desc="train", unit="step", **bar_kwargs
+            total=self.bar_total(),
+            initial=self.tokens_seen if self._bar_tokens else self.step,
+            desc="train",
+            unit="tok" if self._bar_tokens else "step",
+            unit_scale=self._bar_tokens,
+            **bar_kwargs,
         )
         start, self._window = time.perf_counter(), (time.perf_counter(), self.tokens_seen)
         previous_handler = self._catch_ctrl_c()
@@ -278,9 +294,16 @@ class Trainer:
 
         return signal.signal(signal.SIGINT, on_sigint)
 
+    def bar_total(self) -> int:
+        """The progress bar's end: the tokens seen at `cfg.max_steps` (pre-training) or the steps."""
+        cfg = self.cfg
+        if not getattr(self, "_bar_tokens", False):
+            return cfg.max_steps
+        return tokens_after_steps(cfg.max_steps - self.step, cfg.ramp, cfg.seq_len, self.tokens_seen)
+
     def _show(self, record: dict, last: bool) -> None:
         """Advance the progress bar; every 2 s, show loss, speed, LR and the last validation loss."""
-        self.bar.update(1)
+        self.bar.update(record["tokens"] - self.bar.n if self._bar_tokens else 1)
         now, (then, tokens_then) = time.perf_counter(), self._window
         if now - then > 2.0 or last:
             self._window = (now, self.tokens_seen)
@@ -461,7 +484,7 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
             )
             bar = getattr(trainer, "bar", None)
             if bar is not None:
-                bar.total = steps
+                bar.total = trainer.bar_total()
             if trainer.is_main:
                 (bar.write if bar is not None else print)(
                     f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
