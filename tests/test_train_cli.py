@@ -15,6 +15,8 @@ import torch
 from minillama.assets import shipped_tokenizer_path
 from minillama.checkpoint import load_checkpoint
 from minillama.cli import main as cli
+from minillama.train.recipes import load_shipped
+from minillama.train.samples import parse_rate
 from minillama.utils import physical_cores, resolve_threads, set_threads
 
 
@@ -105,6 +107,20 @@ def test_eval_scores_the_shipped_model_on_a_stated_strided_sample(capsys):
     assert r["sampled"] and r["tokens"] == 2048 and r["windows"] == 8 and r["of_windows"] > 100
     assert r["bits_per_byte"] == pytest.approx(r["nats_per_token"] * r["tokens"] / math.log(2) / r["bytes"])
     assert 1.0 < r["bits_per_byte"] < 3.0 and "held-out documents of 'stdlib'" in r["data"]
+
+
+def test_eval_samples_report_the_parse_rate(capsys):
+    """`--samples N`: N seeded samples, their parse rate in the JSON, the same as the library's protocol."""
+    argv = ["eval", "--max-tokens", "256", "--samples", "4", "--sample-tokens", "24", "--json"]
+    assert cli(argv) == 0
+    r = json.loads(capsys.readouterr().out)["parse_rate"]
+    model, tok = load_shipped()
+    want = parse_rate(model, tok, 4, 0.8, 24, seed=0)
+    assert (r["samples"], r["parsed"], r["unfinished"]) == (4, want.parsed, want.unfinished)
+    assert r["temperature"] == 0.8 and r["prompts"] == ["def", "class"]
+    with pytest.raises(SystemExit) as e:
+        cli(["eval", "--samples", "-1"])
+    assert e.value.code == 2 and "--samples and --temperature must be >= 0" in capsys.readouterr().err
 
 
 def test_eval_of_a_run_equals_the_trainers_final_validation(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""`minillama eval --checkpoint DIR [--data ...] [--max-tokens N]`: nats per token and bits per byte of a checkpoint
-on held-out text (`minillama.train.heldout`, the function the trainer's final validation uses)."""
+"""`minillama eval --checkpoint DIR [--data ...] [--max-tokens N] [--samples N]`: nats per token and bits per byte
+of a checkpoint on held-out text (`minillama.train.heldout`, the function the trainer's final validation uses), and
+with ``--samples`` the share of sampled `def`/`class` definitions that parse as Python (`minillama.train.samples`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from minillama.checkpoint import load_checkpoint
 from minillama.data.prepare import heldout_split, load_tokenizer
 from minillama.data.shards import ShardLoader
 from minillama.train.heldout import score_split, token_byte_lengths
+from minillama.train.samples import parse_rate
 from minillama.train.state import TRAINER_STATE, read_trainer_state
 from minillama.utils import progress, resolve_threads, set_threads
 
@@ -45,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seq-len", type=int, default=None, help="window length (default: the run's, else 256)")
     p.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="also sample this many def/class definitions and report how many parse as Python (ast.parse)",
+    )
+    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature for --samples (0.8)")
+    p.add_argument("--sample-tokens", type=int, default=256, help="token budget per sample (256)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (see `minillama pretrain --help`)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
@@ -57,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max-tokens must be >= 1")
     if args.batch_size < 1 or (args.seq_len is not None and args.seq_len < 1):
         parser.error("--batch-size and --seq-len must be >= 1")
+    if args.samples < 0 or args.temperature < 0 or args.sample_tokens < 1:
+        parser.error("--samples and --temperature must be >= 0, --sample-tokens >= 1")
     threads = set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     if not (folder / "config.json").is_file():
@@ -84,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda it, total: progress(it, total=total, desc="eval", unit="batch"),
     )
     t2 = time.perf_counter()
+    parsed = None
+    if args.samples:
+        budget = min(args.sample_tokens, model.args.max_seq_len - 2)
+        parsed = parse_rate(model, tok, args.samples, args.temperature, budget, seed=seed)
+    t3 = time.perf_counter()
     result = {
         "checkpoint": str(folder),
         "data": what,
@@ -91,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         **score.to_dict(),
         "sampled": score.sampled,
         "threads": threads,
-        "seconds": {"tokenize": round(t1 - t0, 2), "score": round(t2 - t1, 2)},
+        "seconds": {"tokenize": round(t1 - t0, 2), "score": round(t2 - t1, 2), "samples": round(t3 - t2, 2)},
     }
+    if parsed is not None:
+        result["parse_rate"] = parsed.to_dict()
     if args.json:
         print(json.dumps(result))
         return 0
@@ -100,4 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{folder}: {score.nats_per_token:.4f} nats/token, {score.bits_per_byte:.4f} bits/byte")
     print(f"scored {score.describe()} of {what}, windows of {seq_len} tokens")
     print(f"took {t1 - t0:.1f} s to read and tokenize, {t2 - t1:.1f} s to score")
+    if parsed is not None:
+        print(f"{parsed.describe()}; {t3 - t2:.1f} s")
+        print(f"first sample: {parsed.texts[0][:200]!r}")
     return 0
