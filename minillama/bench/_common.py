@@ -12,6 +12,7 @@ import torch
 from minillama import ModelArgs, Transformer
 from minillama.bench._timing import summary
 from minillama.checkpoint import save_hf
+from minillama.utils import keep_freed_memory
 
 #: The config the issue names: dim 288, 6 layers, 6 heads, 2 kv heads, vocab 8192.
 BENCH_ARGS = dict(
@@ -42,6 +43,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
 
 def setup(a) -> None:
     torch.set_num_threads(a.threads)
+    keep_freed_memory()  # as every command does (`minillama.utils.set_threads`)
     torch.set_float32_matmul_precision(a.precision)
     print(
         f"torch {torch.__version__}, {a.threads} thread(s), float32 matmul precision {a.precision!r}, "
