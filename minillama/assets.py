@@ -3,6 +3,9 @@
 Shipped assets (see each folder's REPRODUCE.txt):
 
     assets/tiny-stdlib/   the course tokenizer (8K BPE + Llama 3's special tokens) and a tiny model pre-trained here
+                          (0.6M parameters; the base of the post-training chapters)
+    assets/small-stdlib/  the default pre-training run's model (6.3M parameters, 15 minutes on 2 cores, bf16):
+                          what `minillama generate` and `minillama eval` use by default
     assets/tooluse/       a small model trained to call tools (chapter 12)
 
 A *run folder* is what a training command writes (`minillama pretrain --out runs/small`): the model lives in its
@@ -17,6 +20,7 @@ from pathlib import Path
 
 __all__ = [
     "SHIPPED",
+    "DEFAULT_MODEL",
     "TOOLUSE",
     "CHECKPOINT",
     "assets_dir",
@@ -26,6 +30,7 @@ __all__ = [
 ]
 
 SHIPPED = "tiny-stdlib"  # the course tokenizer and the tiny pre-trained model
+DEFAULT_MODEL = "small-stdlib"  # the default pre-training recipe's model: `generate` and `eval` start here
 TOOLUSE = "tooluse"  # the tool-calling model of chapter 12
 CHECKPOINT = "checkpoint"  # the folder name of the model inside a run folder
 
@@ -36,8 +41,8 @@ def assets_dir() -> Path:
 
 
 def shipped_checkpoint(name: str = SHIPPED) -> Path:
-    """The folder of a shipped model: config.json, model.safetensors, tokenizer.model (and golden.json for the tiny
-    pre-trained model, which `tests/test_train_assets.py` checks)."""
+    """The folder of a shipped model: config.json, model.safetensors, tokenizer.model (and golden.json for the
+    pre-trained models, which `tests/test_train_assets.py` checks)."""
     return assets_dir() / name
 
 

@@ -1,28 +1,40 @@
-"""The tiny checkpoint shipped in minillama/assets/tiny-stdlib: small, loadable, better than the unigram baseline on
-held-out standard-library code, and its greedy output equals the stored golden continuation."""
+"""The pre-trained checkpoints shipped in minillama/assets (tiny-stdlib, and small-stdlib: the default recipe's
+15-minute run, stored in bf16): small, loadable, better than the unigram baseline on held-out standard-library code,
+and their greedy output equals the stored golden continuation."""
 
 import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from minillama.assets import shipped_checkpoint
+from minillama.assets import DEFAULT_MODEL, SHIPPED, shipped_checkpoint
+from minillama.checkpoint import load_checkpoint
 from minillama.data.corpus import stdlib_corpus, train_val_split
 from minillama.data.shards import ShardLoader, pack_documents
 from minillama.generate import generate
+from minillama.model import ModelArgs
 from minillama.train import evaluate
 from minillama.train.recipes import load_shipped
 
+#: name -> the most bytes its safetensors may take (small-stdlib: 6.3M parameters in bf16)
+SIZES = {SHIPPED: 8_000_000, DEFAULT_MODEL: 13_000_000}
+
+
+@pytest.fixture(scope="module", params=list(SIZES))
+def name(request):
+    return request.param
+
 
 @pytest.fixture(scope="module")
-def shipped():
-    return load_shipped()
+def shipped(name):
+    return load_shipped(name)
 
 
-def test_shipped_files_are_small_and_documented():
+def test_shipped_files_are_small_and_documented(name):
     """A few MB of safetensors, the tokenizer, the golden file and the exact command that reproduces them."""
-    folder = shipped_checkpoint()
-    assert (folder / "model.safetensors").stat().st_size < 8_000_000
+    folder = shipped_checkpoint(name)
+    assert (folder / "model.safetensors").stat().st_size < SIZES[name]
     assert {"config.json", "model.safetensors", "tokenizer.model", "golden.json", "REPRODUCE.txt"} <= {
         p.name for p in folder.iterdir()
     }
@@ -36,13 +48,24 @@ def test_shipped_tokenizer_matches_the_model(shipped):
     assert len(tok.ranks) == 7936 and tok.bos_id == 7936
 
 
-def test_shipped_greedy_output_matches_golden(shipped):
+def test_small_stdlib_is_the_default_recipe_stored_in_bf16():
+    """The default model is the `small` preset as `minillama pretrain` trains it, stored in bfloat16, and its
+    golden file records the run's whole-split held-out score."""
+    folder = shipped_checkpoint(DEFAULT_MODEL)
+    with safe_open(folder / "model.safetensors", "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    assert load_checkpoint(folder).args == ModelArgs.from_preset("small", vocab_size=8192)
+    golden = json.loads((folder / "golden.json").read_text())
+    assert golden["stored_dtype"] == "bfloat16" and golden["heldout"]["bits_per_byte"] <= 1.45
+
+
+def test_shipped_greedy_output_matches_golden(shipped, name):
     """Greedy decoding (KV cache) of each stored prompt reproduces the stored continuation token for token.
 
     Another CPU's float rounding may only flip a genuine near-tie: every golden token must be the arg-max of a
     teacher-forced forward pass (within 1e-4), and greedy output may leave the golden path only at a near-tie."""
     model, tok = shipped
-    golden = json.loads((shipped_checkpoint() / "golden.json").read_text())
+    golden = json.loads((shipped_checkpoint(name) / "golden.json").read_text())
     for case in golden["continuations"]:
         ids = tok.encode(case["prompt"], bos=True)
         assert ids == case["prompt_ids"]

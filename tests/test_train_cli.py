@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from minillama.assets import shipped_tokenizer_path
+from minillama.assets import DEFAULT_MODEL, shipped_tokenizer_path
 from minillama.checkpoint import load_checkpoint
 from minillama.cli import main as cli
 from minillama.train.recipes import load_shipped
@@ -114,7 +114,7 @@ def test_eval_samples_report_the_parse_rate(capsys):
     argv = ["eval", "--max-tokens", "256", "--samples", "4", "--sample-tokens", "24", "--json"]
     assert cli(argv) == 0
     r = json.loads(capsys.readouterr().out)["parse_rate"]
-    model, tok = load_shipped()
+    model, tok = load_shipped(DEFAULT_MODEL)  # eval's default checkpoint
     want = parse_rate(model, tok, 4, 0.8, 24, seed=0)
     assert (r["samples"], r["parsed"], r["unfinished"]) == (4, want.parsed, want.unfinished)
     assert r["temperature"] == 0.8 and r["prompts"] == ["def", "class"]

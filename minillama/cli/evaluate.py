@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from minillama.assets import resolve_checkpoint, shipped_checkpoint
+from minillama.assets import DEFAULT_MODEL, resolve_checkpoint, shipped_checkpoint
 from minillama.checkpoint import load_checkpoint
 from minillama.data.prepare import heldout_split, load_tokenizer
 from minillama.data.shards import ShardLoader
@@ -27,8 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint",
-        default=str(shipped_checkpoint()),
-        help="checkpoint folder, or a run folder holding checkpoint/ (default: the shipped tiny-stdlib model)",
+        default=str(shipped_checkpoint(DEFAULT_MODEL)),
+        help=f"checkpoint folder, or a run folder holding checkpoint/ (default: the shipped {DEFAULT_MODEL} model)",
     )
     p.add_argument(
         "--data",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minillama.assets import resolve_checkpoint, shipped_checkpoint
+from minillama.assets import DEFAULT_MODEL, resolve_checkpoint, shipped_checkpoint
 from minillama.checkpoint import load_checkpoint
 from minillama.generate import generate
 from minillama.tokenizer import BPETokenizer
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--checkpoint",
-        default=str(shipped_checkpoint()),
+        default=str(shipped_checkpoint(DEFAULT_MODEL)),
         help="folder with config.json, model.safetensors and tokenizer.model (or a run folder that "
         "holds one in checkpoint/)",
     )

@@ -8,7 +8,8 @@
   mix. `anneal` continues a checkpoint with `schedule="linear"` and keeps the last few snapshots.
 * **Checkpoint averaging** (paper §3.4.3): "we compute the average of model checkpoints (Polyak averaging) during
   annealing to produce the final pre-trained model": `minillama.checkpoint.average_state_dicts` of the snapshots.
-* **The shipped tiny model**: `load_shipped`, and `export_shipped`, which wrote minillama/assets/tiny-stdlib.
+* **The shipped models**: `load_shipped`, and `export_shipped`, which wrote minillama/assets/tiny-stdlib and
+  minillama/assets/small-stdlib (the default recipe's 15-minute run, stored in bf16).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from minillama.assets import shipped_checkpoint
-from minillama.checkpoint import load_checkpoint
+from minillama.assets import SHIPPED, shipped_checkpoint
+from minillama.checkpoint import load_checkpoint, save_checkpoint
 from minillama.generate import generate
 from minillama.model import Transformer
 from minillama.tokenizer import BPETokenizer
@@ -36,9 +38,10 @@ from minillama.train.trainer import Trainer
 __all__ = ["load_shipped", "golden_continuations", "export_shipped", "eval_callback", "continue_on_mixes", "anneal"]
 
 
-def load_shipped():
-    """(model, tokenizer) of the shipped tiny checkpoint: a start for later chapters and learners in a hurry."""
-    folder = shipped_checkpoint()
+def load_shipped(name: str = SHIPPED):
+    """(model, tokenizer) of a shipped pre-trained checkpoint (default: the tiny one, `SHIPPED`; `DEFAULT_MODEL` is
+    the default recipe's 6.3M model): a start for later chapters and learners in a hurry. Weights load as fp32."""
+    folder = shipped_checkpoint(name)
     return load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
 
 
@@ -66,21 +69,32 @@ def golden_continuations(
     return out
 
 
-def export_shipped(checkpoint: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+def export_shipped(
+    checkpoint: str | os.PathLike, folder: str | os.PathLike | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Copy a training checkpoint's model and tokenizer (not its optimizer state) to the shipped-asset folder and
-    write ``golden.json``: greedy continuations that `tests/test_train_assets.py` checks."""
+    write ``golden.json``: greedy continuations that `tests/test_train_assets.py` checks, computed from the stored
+    weights. `dtype` (e.g. ``torch.bfloat16``, half the bytes) stores the weights rounded to it; they load as fp32.
+    Other files in `folder` (REPRODUCE.txt) are kept."""
     checkpoint = Path(checkpoint)
     folder = Path(folder) if folder is not None else shipped_checkpoint()
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "tokenizer.model"):
-        shutil.copyfile(checkpoint / name, folder / name)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_checkpoint(checkpoint)
+        save_checkpoint(model.to(dtype) if dtype is not None else model, Path(tmp) / "ckpt")
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(Path(tmp) / "ckpt" / name, folder / name)
+    shutil.copyfile(checkpoint / "tokenizer.model", folder / "tokenizer.model")
     model, tok = load_checkpoint(folder), BPETokenizer.load(folder / "tokenizer.model")
     state = read_trainer_state(checkpoint)
+    last = state["val_history"][-1]
     golden = {
         "continuations": golden_continuations(model, tok),
         "step": state["step"],
         "tokens_seen": state["tokens_seen"],
-        "val_loss": state["val_history"][-1]["val_loss"],
+        "val_loss": last["val_loss"],
+        "heldout": last.get("heldout"),  # the trainer's whole-split score (before any dtype rounding)
+        "stored_dtype": str(dtype or "as trained").removeprefix("torch."),
         "unigram_entropy": state["meta"].get("unigram_entropy"),
         "torch": torch.__version__,
     }
