@@ -45,7 +45,7 @@ __all__ = [
 #: benchmarks: the `small` preset (vocab 8,192), 16 rows x 256 tokens per step, peak learning rate 2.5e-3 with a
 #: constant batch (no ramp), precision bf16 autocast where `cpu_has_native_bf16()`, else fp32. Read-only.
 #: Chosen from a sweep at a fixed budget of 3.6M tokens (README "How the default recipe was chosen"): a peak LR of
-#: 2-3e-3 beat 1e-3 and 5e-3; the paper's batch ramp (a quarter of the batch first) made the 3e-3 run unstable
+#: 2-3e-3 beat 1e-3 and 5e-3; the paper's batch ramp (a quarter of the batch first) made the 3e-3 run much worse
 #: (1.62 vs 1.45 bits/byte) and gave nothing at 2e-3, so short CPU runs go without it (`--ramp` turns it on).
 PRETRAIN_DEFAULTS = MappingProxyType(
     {"preset": "small", "seq_len": 256, "batch_size": 16, "lr": 2.5e-3, "batch_ramp": False}
