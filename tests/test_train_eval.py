@@ -1,15 +1,24 @@
 """Held-out scoring (`minillama.train.heldout`): nats/token and bits/byte against hand computations."""
 
 import math
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
 from minillama.assets import shipped_tokenizer_path
-from minillama.data.shards import ShardLoader
+from minillama.data.shards import ShardLoader, pack_documents
 from minillama.tokenizer import BPETokenizer
-from minillama.train.heldout import heldout_windows, score_batches, score_split, token_byte_lengths
+from minillama.train.heldout import (
+    compressor_bits_per_byte,
+    heldout_text,
+    heldout_windows,
+    score_batches,
+    score_split,
+    token_byte_lengths,
+)
 
 
 class Uniform(torch.nn.Module):
@@ -68,3 +77,22 @@ def test_strided_sample_is_spread_and_stated():
     assert s.sampled and s.windows == 5 and s.tokens == 50 and "5 of 100 windows" in s.describe()
     with pytest.raises(ValueError, match="max_tokens"):
         heldout_windows(100, 10, 0)
+
+
+def test_heldout_text_is_the_documents_and_compressors_match_the_command_line_tools(tmp_path):
+    """The text behind packed token arrays is the documents' bytes (BOS/EOS dropped); the compressor yardstick
+    equals what the `xz -9e` and `gzip -9` programs give on that text (where installed)."""
+    tok = BPETokenizer.load(shipped_tokenizer_path())
+    texts = ["def f(x):\n    return x + 1\n", "Ünïcode prose, a sentence or two.\n" * 20]
+    stream = pack_documents([tok.encode(t) for t in texts], tok.bos_id, tok.eos_id)
+    data = heldout_text([stream[:7], stream[7:]], tok)
+    assert data == "".join(texts).encode()
+    got = compressor_bits_per_byte(data)
+    for tool, flags in (("xz", ["-9e", "-c"]), ("gzip", ["-9", "-n", "-c"])):
+        if shutil.which(tool) is None:
+            continue
+        out = subprocess.run([tool, *flags], input=data, capture_output=True, check=True).stdout
+        assert got[f"{tool} {flags[0]}"] == pytest.approx(8 * len(out) / len(data), rel=0.02)
+    assert got["xz -9e"] < 8 and compressor_bits_per_byte(bytes(range(256)) * 400)["xz -9e"] < 0.1
+    with pytest.raises(ValueError):
+        compressor_bits_per_byte(b"")

@@ -13,7 +13,7 @@ from minillama.assets import DEFAULT_MODEL, resolve_checkpoint, shipped_checkpoi
 from minillama.checkpoint import load_checkpoint
 from minillama.data.prepare import heldout_split, load_tokenizer
 from minillama.data.shards import ShardLoader
-from minillama.train.heldout import score_split, token_byte_lengths
+from minillama.train.heldout import compressor_bits_per_byte, heldout_text, score_split, token_byte_lengths
 from minillama.train.samples import parse_rate
 from minillama.train.state import TRAINER_STATE, read_trainer_state
 from minillama.utils import progress, resolve_threads, set_threads
@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         help="also sample this many def/class definitions and report how many parse as Python (ast.parse)",
     )
     p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature for --samples (0.8)")
+    p.add_argument(
+        "--compressors", action="store_true", help="also give xz -9e and gzip -9 bits/byte on the same held-out text"
+    )
     p.add_argument("--sample-tokens", type=int, default=256, help="token budget per sample (256)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (see `minillama pretrain --help`)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if parsed is not None:
         result["parse_rate"] = parsed.to_dict()
+    if args.compressors:
+        result["compressors"] = compressor_bits_per_byte(heldout_text(arrays, tok))
     if args.json:
         print(json.dumps(result))
         return 0
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{folder}: {score.nats_per_token:.4f} nats/token, {score.bits_per_byte:.4f} bits/byte")
     print(f"scored {score.describe()} of {what}, windows of {seq_len} tokens")
     print(f"took {t1 - t0:.1f} s to read and tokenize, {t2 - t1:.1f} s to score")
+    if args.compressors:
+        print("the same text compressed whole: " + ", ".join(f"{k} {v:.3f}" for k, v in result["compressors"].items()))
     if parsed is not None:
         print(f"{parsed.describe()}; {t3 - t2:.1f} s")
         print(f"first sample: {parsed.texts[0][:200]!r}")

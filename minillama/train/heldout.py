@@ -15,11 +15,14 @@ of each shard file that do not fill a window are not scored.
 
 `score_split(model, loader, token_bytes)` scores every window of a split (``max_tokens=None``) or an evenly strided
 sample of windows (``max_tokens=N``: ``ceil(N / seq_len)`` windows spread over the whole split), and says which in
-`HeldOutScore.describe()`.
+`HeldOutScore.describe()`. `compressor_bits_per_byte` gives the yardstick of general-purpose compressors on the
+same text: a model that does not beat `xz` has learned little that a dictionary coder cannot.
 """
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +32,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["HeldOutScore", "token_byte_lengths", "score_batches", "score_split", "heldout_windows"]
+__all__ = [
+    "HeldOutScore",
+    "token_byte_lengths",
+    "score_batches",
+    "score_split",
+    "heldout_windows",
+    "heldout_text",
+    "compressor_bits_per_byte",
+]
 
 
 @dataclass
@@ -145,3 +156,20 @@ def score_split(
     score = score_batches(model, it, token_bytes, bf16)
     score.windows, score.of_windows = len(windows), loader.n_windows
     return score
+
+
+def heldout_text(arrays: Iterable[np.ndarray], tokenizer) -> bytes:
+    """The text bytes of packed token arrays (a split's shard files): every non-special token decoded, documents
+    joined as they were packed."""
+    specials = set(getattr(tokenizer, "special_tokens", {}).values())
+    return b"".join(tokenizer.decode_bytes([int(t) for t in a if int(t) not in specials]) for a in arrays)
+
+
+def compressor_bits_per_byte(data: bytes) -> dict[str, float]:
+    """Bits per byte of `data` compressed whole by ``xz -9e`` (LZMA2, extreme preset) and ``gzip -9``: what a model's
+    bits/byte on the same text should be compared with (the compressors see the whole split at once, with its
+    repeats across documents; the model sees windows of its context)."""
+    if not data:
+        raise ValueError("no text to compress")
+    xz = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+    return {"xz -9e": 8 * len(xz) / len(data), "gzip -9": 8 * len(gzip.compress(data, 9, mtime=0)) / len(data)}
