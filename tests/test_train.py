@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import minillama.train.trainer as trainer_module
 from minillama.checkpoint import CheckpointError
 from minillama.data.shards import ShardLoader, pack_documents
 from minillama.model import Transformer
@@ -29,6 +30,7 @@ from minillama.train import (
     train,
 )
 from minillama.train.recipe import tokens_after_steps
+from minillama.train.trainer import replan_at_warmup_end
 
 SEQ = 16
 
@@ -337,3 +339,24 @@ def test_pretrain_reads_documents_jsonl_from_data_build(tmp_path):
     splits = meta["splits"]
     assert splits["train"]["documents"] + splits["val"]["documents"] == len(docs)
     assert splits["train"]["bytes"] + splits["val"]["bytes"] == sum(len(d.text.encode()) for d in docs)
+
+
+def test_replan_measures_speed_after_a_slow_start(monkeypatch):
+    """`--minutes` runs re-plan at the end of warmup from the speed of the steps after the first few, so a slow start
+    (torch.compile compiling for a minute) is paid once and not extrapolated. A fake clock: 10 s for each of the
+    first 3 steps, then 1 s per step; a 100 s budget."""
+    now = [0.0]
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: now[0])
+
+    def tick(trainer, record):
+        now[0] += 10.0 if trainer.step <= 3 else 1.0
+
+    clock = {"start": 0.0}
+    c = cfg(max_steps=1000, warmup_steps=10, eval_every=0, ckpt_every=0)
+    tr = Trainer(model(), loader(), c, callbacks=[tick, replan_at_warmup_end(100.0, clock)])
+    for _ in range(10):
+        tr.train_step()
+        for fn in tr.callbacks:
+            fn(tr, tr.history[-1])
+    # at step 10: 37 s spent; 1 step/s since step 3 -> 63 more steps fit in the budget
+    assert tr.cfg.max_steps == 10 + 63

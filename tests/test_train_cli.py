@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from argparse import Namespace
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ import torch
 from minillama.assets import DEFAULT_MODEL, shipped_tokenizer_path
 from minillama.checkpoint import load_checkpoint
 from minillama.cli import main as cli
+from minillama.cli import pretrain as cli_pretrain
+from minillama.cli.distributed import Cluster
 from minillama.train.recipes import load_shipped
 from minillama.train.samples import parse_rate
 from minillama.utils import physical_cores, resolve_threads, set_threads
@@ -159,3 +162,42 @@ def test_keep_freed_memory_sets_glibc_thresholds_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     glibc = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
     assert out == str(glibc)
+
+
+def test_pretrain_compile_runs_the_training_steps_through_torch_compile(tmp_path, monkeypatch):
+    """`--compile` hands the module that runs the steps to torch.compile (recorded here, not compiled: compiling
+    takes a minute) and keeps the plain model for validation and checkpoints; without it nothing is compiled."""
+    seen = []
+
+    def fake_compile(module):
+        seen.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    text = tmp_path / "text"
+    text.mkdir()
+    for i in range(12):
+        (text / f"f{i}.py").write_text(f"def f{i}(x):\n    return x * {i}\n" * (5 + i))
+    argv = ["pretrain", "--preset", "tiny", "--data", str(text), "--tokenizer", str(shipped_tokenizer_path())]
+    argv += ["--steps", "2", "--seq-len", "16", "--batch-size", "2", "--precision", "fp32"]
+    assert cli([*argv, "--out", str(tmp_path / "plain")]) == 0 and seen == []
+    assert cli([*argv, "--out", str(tmp_path / "compiled"), "--compile"]) == 0
+    assert len(seen) == 1 and type(seen[0]).__name__ == "Transformer"
+    load_checkpoint(tmp_path / "compiled" / "checkpoint")
+
+
+def test_compile_is_on_by_default_only_for_long_single_process_cpu_runs(monkeypatch):
+    """Compiling costs about a minute on 2 cores: on by default for a CPU run of >= 5 minutes with a C++ compiler,
+    off for --steps runs (tests, reproductions), short runs, no compiler, GPUs and torchrun; the flags win."""
+    cpu = Cluster(device=torch.device("cpu"))
+    run = dict(compile=None, steps=None, minutes=15.0)
+    monkeypatch.setattr(cli_pretrain.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert cli_pretrain.compile_by_default(Namespace(**run), cpu)[0] is True
+    assert cli_pretrain.compile_by_default(Namespace(**{**run, "steps": 100}), cpu)[0] is False
+    assert cli_pretrain.compile_by_default(Namespace(**{**run, "minutes": 2.0}), cpu)[0] is False
+    assert cli_pretrain.compile_by_default(Namespace(**{**run, "compile": False}), cpu) == (False, "--no-compile")
+    gpu = Cluster(device=torch.device("cuda"))
+    assert cli_pretrain.compile_by_default(Namespace(**run), gpu)[0] is False
+    assert cli_pretrain.compile_by_default(Namespace(**{**run, "compile": True}), gpu) == (True, "--compile")
+    monkeypatch.setattr(cli_pretrain.shutil, "which", lambda name: None)
+    assert cli_pretrain.compile_by_default(Namespace(**run), cpu) == (False, "auto: no C++ compiler on PATH")

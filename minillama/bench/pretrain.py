@@ -107,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
         "native bf16",
     )
     ap.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n matmul that measures the peak")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the recipe under torch.compile (`minillama pretrain --compile`; compile time not counted)",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return ap
 
@@ -134,6 +139,10 @@ def run(a: argparse.Namespace) -> dict:
     steps, parity = {}, {}
     recipe = Trainer(copy.deepcopy(base), FixedBatch(tokens), cfg)
     steps["minillama recipe"] = lambda: recipe.train_step()["loss"]
+    if a.compile:
+        twin = copy.deepcopy(base)
+        compiled = Trainer(twin, FixedBatch(tokens), cfg, module=torch.compile(twin))
+        steps["minillama recipe, compiled"] = lambda: compiled.train_step()["loss"]
     if hf is not None:
         hf_recipe = Trainer(_Logits(copy.deepcopy(hf)), FixedBatch(tokens), cfg)
         steps["transformers recipe"] = lambda: hf_recipe.train_step()["loss"]
@@ -175,7 +184,7 @@ def run(a: argparse.Namespace) -> dict:
     variants = {}
     for name in steps:
         med, best = summary(times[name])
-        precision = "bf16" if bf16 and name.endswith("recipe") else "fp32"
+        precision = "bf16" if bf16 and "recipe" in name else "fp32"
         rate = tokens_per_call / med
         variants[name] = {
             "precision": "bf16 autocast" if precision == "bf16" else "fp32",

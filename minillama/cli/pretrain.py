@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from minillama.assets import CHECKPOINT
 from minillama.checkpoint import load_checkpoint
@@ -85,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "bf16", "fp32"),
         default="auto",
         help="bf16 autocast or plain fp32; auto = bf16 on a GPU, and where the CPU computes bf16 natively (~2x faster)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the training steps through torch.compile (1.37x the tokens/s of the small preset on 2 CPU cores, "
+        "after about a minute of compiling). Default: on for a single-process CPU run of --minutes >= 5 where a C++ "
+        "compiler is found, else off",
     )
     p.add_argument(
         "--device",
@@ -202,6 +214,8 @@ def _main(args, cluster: Cluster) -> int:
     if why:
         return _error(why)
     print(f"torch threads: {threads} ({resolve_threads(args.threads)[1]}; set with --threads or MINILLAMA_THREADS)")
+    args.compile, because = compile_by_default(args, cluster)
+    print(f"torch.compile: {'on' if args.compile else 'off'} ({because})")
     try:
         return _run(args, out, threads, cluster)
     except _NoData as e:
@@ -297,7 +311,7 @@ def resume_run(args, out: Path, cluster: Cluster | None = None) -> tuple[Trainer
     tok = load_tokenizer(tok_file) if tok_file.is_file() else None
     cfg = TrainConfig.from_dict(state["train_config"])
     loader, val_batches, heldout = _loaders(data_folder, cfg.seq_len, cfg.seed)
-    model, module = cluster.wrap(load_checkpoint(ckpt).to(cluster.device))
+    model, module = _compiled(args, *cluster.wrap(load_checkpoint(ckpt).to(cluster.device)))
     trainer = Trainer(
         model,
         loader,
@@ -386,7 +400,7 @@ def new_run(args, out: Path, threads: int, cluster: Cluster | None = None) -> tu
     extra = {"tokenizer.model": tok_file.read_bytes()} if tok_file.is_file() else {}
     n, n_body = model.num_params(), model.num_params(exclude_embeddings=True)
     before = sample_text(model, tok, args.prompt, 32) if tok is not None and cluster.is_main else None
-    model, module = cluster.wrap(model)  # after the sample: FSDP would need every process to take part
+    model, module = _compiled(args, *cluster.wrap(model))  # after the sample: FSDP would need every process
     trainer = Trainer(
         model,
         loader,
@@ -418,6 +432,33 @@ def new_run(args, out: Path, threads: int, cluster: Cluster | None = None) -> tu
     if before is not None:
         print(f"sample before training: {before!r}")
     return trainer, meta, tok
+
+
+#: A `--minutes` run at least this long compiles by default: compiling costs about a minute on 2 cores.
+COMPILE_MIN_MINUTES = 5.0
+
+
+def compile_by_default(args, cluster: Cluster) -> tuple[bool, str]:
+    """(whether to compile, why): ``--compile``/``--no-compile`` as given, else on for one CPU process planned from
+    ``--minutes >= COMPILE_MIN_MINUTES`` with a C++ compiler on PATH (torch.compile's CPU backend needs one)."""
+    if args.compile is not None:
+        return args.compile, "--compile" if args.compile else "--no-compile"
+    if cluster.device.type != "cpu" or cluster.distributed:
+        return False, "auto: only single-process CPU runs compile by default"
+    if args.steps is not None or args.minutes < COMPILE_MIN_MINUTES:
+        return False, f"auto: runs shorter than {COMPILE_MIN_MINUTES:g} minutes do not repay the compile"
+    compiler = next((c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c and shutil.which(c)), None)
+    if compiler is None:
+        return False, "auto: no C++ compiler on PATH"
+    return True, f"auto: a {args.minutes:g}-minute CPU run and {compiler}"
+
+
+def _compiled(args, model, module):
+    """(model, module) with the module that runs the training steps compiled when `args.compile` says so: the
+    trainer's validation, samples and checkpoints keep using the plain `model` (the same parameters)."""
+    if not args.compile:
+        return model, module
+    return model, torch.compile(module if module is not None else model)
 
 
 def _plan(args, model: Transformer, cfg: TrainConfig, loader, threads: int) -> tuple[int, tuple]:

@@ -462,22 +462,29 @@ def fixed_batches(loader, rows: int, max_batches: int) -> list:
     return [loader.next_batch(rows) for _ in range(min(max_batches, loader.n_windows // rows))]
 
 
-def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
+def replan_at_warmup_end(budget_s: float, clock: dict, skip_steps: int = 3) -> Callable:
     """A callback for `--minutes` runs: when warmup ends, measure the real speed (the first guess comes from a few
     probe steps and is noisy on a busy machine) and set `max_steps` so the run fills `budget_s` seconds from
-    ``clock["start"]``. The cosine only starts after warmup, so the schedule stays one smooth curve."""
+    ``clock["start"]``. The speed is taken over the steps after the first `skip_steps` (which include
+    `torch.compile`'s compiling, a minute on a CPU), so a slow start is paid once, not extrapolated. The cosine only
+    starts after warmup, so the schedule stays one smooth curve."""
 
     def callback(trainer: Trainer, record: dict) -> None:
         cfg = trainer.cfg
-        if trainer.step != max(cfg.warmup_steps, 5) or "done" in clock:
+        if trainer.step == skip_steps and "mark" not in clock:
+            clock["mark"] = (time.perf_counter(), trainer.tokens_seen)
+        if trainer.step != max(cfg.warmup_steps, skip_steps + 2) or "done" in clock:
             return
         clock["done"] = True
-        elapsed = time.perf_counter() - clock["start"]
-        total = trainer.tokens_seen + int(trainer.tokens_seen / elapsed * max(0.0, budget_s - elapsed))
+        now = time.perf_counter()
+        elapsed = now - clock["start"]
+        since, tokens_then = clock.get("mark", (clock["start"], 0))
+        rate = (trainer.tokens_seen - tokens_then) / max(now - since, 1e-9)
+        total = trainer.tokens_seen + int(rate * max(0.0, budget_s - elapsed))
         steps = max(
             trainer.step + 1, trainer.step + steps_for_tokens(total, cfg.ramp, cfg.seq_len, trainer.tokens_seen)
         )
-        elapsed, total, steps = trainer.from_main((elapsed, total, steps))  # every process plans rank 0's steps
+        rate, total, steps = trainer.from_main((rate, total, steps))  # every process plans rank 0's steps
         if steps != cfg.max_steps:
             trainer.cfg = dataclasses.replace(
                 cfg, max_steps=steps, eval_every=max(10, steps // 15), ckpt_every=max(10, steps // 10)
@@ -487,8 +494,7 @@ def replan_at_warmup_end(budget_s: float, clock: dict) -> Callable:
                 bar.total = trainer.bar_total()
             if trainer.is_main:
                 (bar.write if bar is not None else print)(
-                    f"re-planned at step {trainer.step}: {trainer.tokens_seen / elapsed:,.0f} tokens/s "
-                    f"-> {steps} steps (~{total:,} tokens)"
+                    f"re-planned at step {trainer.step}: {rate:,.0f} tokens/s -> {steps} steps (~{total:,} tokens)"
                 )
 
     return callback
