@@ -28,26 +28,31 @@ def stdlib_dir() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
 
 
+def _read_stdlib(keep, skip_dirs: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """(path relative to `stdlib_dir()`, text) of the files whose (name, relative path) `keep` accepts, walking
+    the library folder without `skip_dirs`; files that are not UTF-8 are skipped. Sorted by path."""
+    root = stdlib_dir()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+        for name in filenames:
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            if not keep(name, rel):
+                continue
+            try:
+                out.append((rel, (root / rel).read_bytes().decode("utf-8")))
+            except (OSError, UnicodeDecodeError):
+                continue
+    return tuple(sorted(out))
+
+
 @functools.lru_cache(maxsize=2)
 def stdlib_sources(include_tests: bool = False) -> tuple[tuple[str, str], ...]:
     """(path relative to `stdlib_dir()`, text) of every standard-library `.py` file, sorted by path: the one reader
     of the stdlib corpus (the tokenizer chapter and the data chapter both start here). Skips `SKIP_DIRS`,
     `SKIP_PREFIXES`, `TEST_DIRS` unless `include_tests`, and files that are not UTF-8. Cached per process."""
-    root = stdlib_dir()
     skip = SKIP_DIRS | (frozenset() if include_tests else TEST_DIRS)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        for name in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            if not name.endswith(".py") or rel.startswith(SKIP_PREFIXES):
-                continue
-            try:
-                text = (root / rel).read_bytes().decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            out.append((rel, text))
-    return tuple(sorted(out))
+    return _read_stdlib(lambda name, rel: name.endswith(".py") and not rel.startswith(SKIP_PREFIXES), skip)
 
 
 def stdlib_files() -> list[Path]:
@@ -121,20 +126,10 @@ def html_to_text(html: str) -> str:
 def stdlib_docs() -> tuple[tuple[str, str], ...]:
     """(path relative to `stdlib_dir()`, text) of the English documentation files in the standard library folder
     (`DOC_SUFFIXES`, tests and third-party folders skipped, HTML reduced to its text), sorted by path."""
-    root = stdlib_dir()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS | TEST_DIRS)
-        for name in filenames:
-            if not name.endswith(DOC_SUFFIXES) or name.endswith("Grammar.txt"):
-                continue
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            try:
-                text = (root / rel).read_bytes().decode("utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            out.append((rel, html_to_text(text) if name.endswith(".html") else text))
-    return tuple(sorted(out))
+    files = _read_stdlib(
+        lambda name, rel: name.endswith(DOC_SUFFIXES) and not name.endswith("Grammar.txt"), SKIP_DIRS | TEST_DIRS
+    )
+    return tuple((rel, html_to_text(text) if rel.endswith(".html") else text) for rel, text in files)
 
 
 #: A few sentences per language, written for this course, used when the system has no translation catalogs.
